@@ -1,0 +1,87 @@
+# Everything a user or CI runs goes through these targets; the README names them.
+# Services bind to 127.0.0.1 only. State (MLflow DB, artifacts, logs) lives in .run/.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export RAY_USAGE_STATS_ENABLED := 0
+export MLFLOW_DISABLE_TELEMETRY := true
+# Without this Ray binds to the machine's external address even when told 127.0.0.1.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
+
+RUN_DIR := $(CURDIR)/.run
+RAY_PORT ?= 6379
+DASHBOARD_PORT ?= 8265
+MLFLOW_PORT ?= 5000
+HOST ?= 127.0.0.1
+MLFLOW_URI := http://$(HOST):$(MLFLOW_PORT)
+DASHBOARD_URL := http://$(HOST):$(DASHBOARD_PORT)
+# The data root: $CNNSWEEP_DATA_ROOT if set, else ../shared/data beside the checkout.
+CNNSWEEP_DATA_ROOT ?= $(abspath $(CURDIR)/../shared/data)
+export CNNSWEEP_DATA_ROOT
+BUDGET ?= cpu
+SWEEP ?= mnist_optimizers
+SWEEP_ARGS ?=
+
+.PHONY: install up down run test test-fast lint status
+
+install: $(VENV)/.installed
+
+# One pip command for every pin, so the resolver sees them together (mlflow needs pyarrow<26).
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
+
+up: install
+	@mkdir -p $(RUN_DIR)
+	@if ray status --address $(HOST):$(RAY_PORT) >/dev/null 2>&1; then \
+	  echo "Ray head already running at $(HOST):$(RAY_PORT)"; \
+	else \
+	  ray start --head --node-ip-address=$(HOST) --port=$(RAY_PORT) \
+	    --dashboard-host=$(HOST) --dashboard-port=$(DASHBOARD_PORT) --include-dashboard=true \
+	    --disable-usage-stats > $(RUN_DIR)/ray-start.log 2>&1 \
+	  || { cat $(RUN_DIR)/ray-start.log; exit 1; }; \
+	fi
+	@if curl -sf $(MLFLOW_URI)/health >/dev/null 2>&1; then \
+	  echo "MLflow already running at $(MLFLOW_URI)"; \
+	else \
+	  cd $(RUN_DIR) && nohup mlflow server --host $(HOST) --port $(MLFLOW_PORT) --workers 1 \
+	    --backend-store-uri sqlite:///$(RUN_DIR)/mlflow.db \
+	    --artifacts-destination $(RUN_DIR)/mlartifacts > $(RUN_DIR)/mlflow.log 2>&1 & \
+	  for i in $$(seq 60); do curl -sf $(MLFLOW_URI)/health >/dev/null 2>&1 && break; sleep 1; done; \
+	  curl -sf $(MLFLOW_URI)/health >/dev/null || { tail -20 $(RUN_DIR)/mlflow.log; exit 1; }; \
+	fi
+	@echo "Ray dashboard: $(DASHBOARD_URL)"
+	@echo "MLflow UI:     $(MLFLOW_URI)"
+
+down:
+	-ray stop --force >/dev/null 2>&1
+	-pkill -f "mlflow server --host $(HOST) --port $(MLFLOW_PORT)"
+	-pkill -f "uvicorn.*$(MLFLOW_PORT)"
+
+status:
+	-ray status --address $(HOST):$(RAY_PORT)
+	-curl -s $(MLFLOW_URI)/health && echo " MLflow at $(MLFLOW_URI)"
+
+# The main job: the sweep submitted to the local Ray head, results into ./results.
+run: up
+	ray job submit --address $(DASHBOARD_URL) --working-dir . \
+	  --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)"}}' \
+	  -- python sweeps/$(SWEEP).py --budget $(BUDGET) --data-root $(CNNSWEEP_DATA_ROOT) \
+	  --results-dir $(CURDIR)/results --tracking-uri $(MLFLOW_URI) $(SWEEP_ARGS)
+	@python -c "import pandas as pd; pd.set_option('display.width', 200); \
+	  print(pd.read_parquet('results/$(SWEEP)/table1.parquet').to_string())" 2>/dev/null || true
+	@echo "MLflow UI:     $(MLFLOW_URI)"
+	@echo "Ray dashboard: $(DASHBOARD_URL)"
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: install
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,0 +1,409 @@
+"""Running a validated :class:`~sweeps.runner.Plan`: Ray, the Tuner, test evaluation, results.
+
+Order of work, and why:
+1. join or start Ray, then check a GPU request against what the cluster has;
+2. open the sweep's parent MLflow run; a driver-side callback opens one child per trial;
+3. ``Tuner.fit`` with ASHA on ``val_acc`` (time attribute ``epoch``), grid or Optuna;
+4. trials that ASHA stopped early never ran their test evaluation, so their last
+   checkpoint (which holds the best-validation weights) is evaluated on the test split
+   by Ray tasks with the same resources: every grid cell gets a test accuracy;
+5. figures per trial and the paper tables go to MLflow and to ``results/<sweep>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from sweeps import plots
+from sweeps.results import provenance, to_markdown, write_parquet, write_text
+from sweeps.runner import METRIC, MODE, STORAGE_ENV, Plan, fail
+from sweeps.tracking import MlflowTrialLogger, start_parent_run
+from trainables.datasets import DataSplits
+from trainables.trainable import EPOCH_METRICS, evaluate_checkpoint, train_trial
+
+
+def public_uri(uri: str) -> str:
+    """The tracking URI without credentials, for logs, tags and results."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=host)
+    return urlunsplit(parts)
+
+
+def init_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=True)
+    else:  # a private single-node cluster on loopback, for `python sweeps/<name>.py`
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
+
+
+@ray.remote
+def _final_eval(checkpoint, config: dict, data: DataSplits) -> dict:
+    return evaluate_checkpoint(checkpoint, config, data)
+
+
+def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -> int:
+    t_start = time.time()
+    init_ray(args.ray_address)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1 if cluster_gpus else 0)
+    if gpus > cluster_gpus:
+        return fail(
+            f"--gpus-per-trial {gpus}: the Ray cluster has {cluster_gpus:g} GPUs; "
+            "allowed: 0 on a cluster without GPUs"
+        )
+    cpus = plan.base_config["num_threads"]
+    b = plan.budget
+    client = MlflowClient(uri)
+    prov = provenance(
+        sweep=plan.sweep.name,
+        budget=b.name,
+        budget_settings=b.__dict__,
+        search=plan.search,
+        asha={
+            "enabled": plan.asha,
+            "grace_period": plan.grace_period,
+            "reduction_factor": plan.reduction_factor,
+            "time_attr": "epoch",
+            "metric": METRIC,
+        },
+        data={"name": data.name, "source": data.source, "sha256": data.sha256, **data.info},
+        tracking_uri=public_uri(uri),
+        run_name=plan.run_name,
+        seed=args.seed,
+        resources={
+            "cpus_per_trial": cpus,
+            "gpus_per_trial": gpus,
+            "cluster": {
+                k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
+            },
+        },
+    )
+    tags = {
+        "sweep": plan.sweep.name,
+        "budget": b.name,
+        "search": plan.search,
+        "git_commit": prov["git_commit"],
+        "data_sha256": data.sha256,
+        "data_source": data.source,
+        "torch_version": prov["versions"]["torch"],
+        "ray_version": prov["versions"]["ray"],
+        "seed": args.seed,
+    }
+    exp_id, parent_id = start_parent_run(
+        client,
+        plan.sweep.name,
+        plan.run_name,
+        tags,
+        {
+            "budget": b.name,
+            "search": plan.search,
+            "models": ",".join(plan.models),
+            "optimizers": ",".join(plan.optimizers),
+            "lrs": ",".join(map(str, plan.lrs)),
+            "epochs": plan.base_config["epochs"],
+            "image_size": b.image_size,
+            "batch_size": b.batch_size,
+            "train_images": len(data.train),
+            "val_images": len(data.val),
+            "test_images": len(data.test),
+            "asha": plan.asha,
+            "grace_period": plan.grace_period,
+            "reduction_factor": plan.reduction_factor,
+        },
+    )
+    run_url = f"{public_uri(uri).rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
+    print(f"[mlflow] parent run {run_url}", flush=True)
+    logger = MlflowTrialLogger(
+        uri, exp_id, parent_id, {k: tags[k] for k in ("sweep", "budget", "git_commit")}
+    )
+
+    space = dict(plan.base_config)
+    if plan.search == "grid":
+        space |= plan.sweep.grid(plan.models, plan.optimizers, plan.lrs)
+        search_alg, num_samples = None, 1
+    else:
+        from optuna.samplers import TPESampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        space |= plan.sweep.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
+        search_alg = OptunaSearch(sampler=TPESampler(seed=args.seed))
+        num_samples = plan.num_samples
+    epochs = plan.base_config["epochs"]
+    scheduler = (
+        ASHAScheduler(
+            time_attr="epoch",
+            max_t=epochs,
+            grace_period=plan.grace_period,
+            reduction_factor=plan.reduction_factor,
+        )
+        if plan.asha
+        else FIFOScheduler()
+    )
+    storage = (
+        args.storage_path or os.environ.get(STORAGE_ENV) or str(Path("~/ray_results").expanduser())
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data), {"cpu": cpus, "gpu": gpus}
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=MODE,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            num_samples=num_samples,
+            max_concurrent_trials=args.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.run_name,
+            storage_path=storage,
+            callbacks=[logger],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=args.max_failures),
+            verbose=1,
+        ),
+    )
+    results = tuner.fit()
+
+    trials, epochs_df, confusions = collect(results, logger, epochs)
+    # Test evaluation of trials that ASHA stopped before their own final epoch.
+    todo = trials.index[trials["test_acc"].isna() & (trials["status"] == "TERMINATED")]
+    if len(todo):
+        print(f"[test] evaluating {len(todo)} early-stopped trials' best weights", flush=True)
+        data_ref = ray.put(data)
+        refs = {
+            i: _final_eval.options(num_cpus=cpus, num_gpus=gpus).remote(
+                trials.at[i, "_checkpoint"], trials.at[i, "_config"], data_ref
+            )
+            for i in todo
+        }
+        for i, ref in refs.items():
+            out = ray.get(ref)
+            for k in ("test_acc", "test_loss", "best_epoch", "best_val_acc"):
+                trials.at[i, k] = out[k]
+            trials.at[i, "test_evaluated_by"] = "sweep"
+            confusions[trials.at[i, "trial_id"]] = json.loads(out["test_confusion"])
+    trials = trials.drop(columns=["_checkpoint", "_config"])
+    log_trial_artifacts(logger, trials, epochs_df, confusions, data)
+
+    tables = plan.sweep.make_tables(trials)
+    n_err = int((trials["status"] == "ERROR").sum())
+    prov |= {
+        "wall_s": round(time.time() - t_start, 1),
+        "mlflow_parent_run_id": parent_id,
+        "mlflow_experiment_id": exp_id,
+        "trials": len(trials),
+        "trials_errored": n_err,
+    }
+    out = plan.results_dir
+    heat = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if trials["test_acc"].notna().any():
+            heat = plots.heatmap_png(
+                trials.assign(test_acc_pct=100 * trials["test_acc"]),
+                "test_acc_pct",
+                f"{plan.sweep.name} ({b.name}): test accuracy %",
+                Path(tmp) / "heatmap_test_acc.png",
+            )
+        written = write_results(out, trials, epochs_df, tables, prov, heat)
+        for path in written:
+            logger._call("log_artifact", parent_id, str(path))
+    best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
+    client.log_metric(parent_id, "best_val_acc", float(best["best_val_acc"]))
+    if pd.notna(best["test_acc"]):
+        client.log_metric(parent_id, "best_trial_test_acc", float(best["test_acc"]))
+    client.set_tag(parent_id, "best_trial", best["trial_id"])
+    unlogged = logger.flush()
+    client.set_terminated(parent_id, "FAILED" if n_err else "FINISHED")
+
+    first = next(iter(tables))
+    print(
+        f"\n{first} ({plan.sweep.name}, budget {b.name}, {len(trials)} trials, "
+        f"{trials['stopped_early'].sum()} stopped early by ASHA, {n_err} errored, "
+        f"{prov['wall_s']:.0f} s):\n"
+    )
+    print(to_markdown(tables[first]))
+    print(f"results: {out}")
+    print(f"MLflow:  {run_url}")
+    if unlogged:
+        print(f"warning: {unlogged} MLflow calls could not be logged (server unreachable)")
+    if n_err:
+        print(f"error: {n_err} trial(s) errored; see {storage}/{plan.run_name}")
+        return 1
+    return 0
+
+
+def collect(results, logger: MlflowTrialLogger, max_epochs: int):
+    """ResultGrid -> (trials DataFrame, epochs DataFrame, confusion matrices by trial id)."""
+    by_path = {v: k for k, v in logger.trial_paths.items()}
+    rows, epoch_frames, confusions = [], [], {}
+    for res in results:
+        last = res.metrics or {}
+        tid = last.get("trial_id") or by_path.get(res.path, Path(res.path).name)
+        df = res.metrics_dataframe
+        df = df if df is not None and len(df) else pd.DataFrame(columns=list(EPOCH_METRICS))
+        cfg = res.config
+        run_id = logger.run_ids.get(tid)
+        epochs_run = int(df["epoch"].max()) if len(df) else 0
+        status = "ERROR" if res.error else "TERMINATED"
+        if "test_confusion" in last:
+            confusions[tid] = json.loads(last["test_confusion"])
+        rows.append(
+            {
+                "trial_id": tid,
+                "model": cfg["model"],
+                "optimizer": cfg["optimizer"],
+                "lr": float(cfg["lr"]),
+                "momentum": float(cfg.get("momentum", 0.0)),
+                "batch_size": int(cfg["batch_size"]),
+                "image_size": int(cfg["image_size"]),
+                "max_epochs": max_epochs,
+                "seed": int(cfg["seed"]),
+                "status": status,
+                "epochs_run": epochs_run,
+                "stopped_early": bool(status == "TERMINATED" and epochs_run < max_epochs),
+                "best_epoch": last.get("best_epoch", np.nan),
+                "best_val_acc": float(df["val_acc"].max()) if len(df) else np.nan,
+                "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else np.nan,
+                "test_acc": last.get("test_acc", np.nan),
+                "test_loss": last.get("test_loss", np.nan),
+                "test_evaluated_by": "trial" if "test_acc" in last else None,
+                "wall_s": float(last.get("time_total_s", np.nan)),
+                "images_per_s": float(df["images_per_s"].median()) if len(df) else np.nan,
+                "mlflow_run_id": run_id,
+                "error": str(res.error)[:500] if res.error else None,
+                "_checkpoint": res.checkpoint,
+                "_config": cfg,
+            }
+        )
+        if len(df):
+            e = df[[c for c in EPOCH_METRICS if c in df]].copy()
+            e["time_this_iter_s"] = df.get("time_this_iter_s")
+            e.insert(0, "trial_id", tid)
+            e.insert(1, "mlflow_run_id", run_id)
+            e.insert(2, "model", cfg["model"])
+            e.insert(3, "optimizer", cfg["optimizer"])
+            e.insert(4, "config_lr", float(cfg["lr"]))
+            epoch_frames.append(e)
+    trials = pd.DataFrame(rows)
+    for col in ("best_epoch", "test_acc", "test_loss"):
+        trials[col] = pd.to_numeric(trials[col], errors="coerce")
+    epochs_df = (
+        pd.concat(epoch_frames, ignore_index=True)
+        if epoch_frames
+        else pd.DataFrame(columns=["trial_id", *EPOCH_METRICS])
+    )
+    epochs_df["epoch"] = epochs_df["epoch"].astype("int64")
+    return trials, epochs_df, confusions
+
+
+def log_trial_artifacts(
+    logger, trials: pd.DataFrame, epochs_df: pd.DataFrame, confusions: dict, data: DataSplits
+) -> None:
+    """Confusion matrix and learning curves per trial, plus final tags and test metrics."""
+    for row in trials.itertuples():
+        if not row.mlflow_run_id:
+            continue
+        title = f"{row.model} / {row.optimizer} / lr {row.lr:g}"
+        with tempfile.TemporaryDirectory() as tmp:
+            arts = []
+            ep = epochs_df[epochs_df["trial_id"] == row.trial_id]
+            if len(ep):
+                arts.append(plots.learning_curves_png(ep, title, Path(tmp) / "learning_curves.png"))
+            if row.trial_id in confusions:
+                arts.append(
+                    plots.confusion_matrix_png(
+                        np.array(confusions[row.trial_id]),
+                        list(data.classes),
+                        f"{title}: test confusion (acc {100 * row.test_acc:.2f} %)",
+                        Path(tmp) / "confusion_matrix.png",
+                    )
+                )
+            metrics = (
+                {"test_acc": row.test_acc, "test_loss": row.test_loss}
+                if row.test_evaluated_by == "sweep"
+                else {}
+            )
+            logger.log_final(
+                row.mlflow_run_id,
+                metrics,
+                int(row.epochs_run),
+                {
+                    "status": row.status,
+                    "stopped_early": row.stopped_early,
+                    "epochs_run": row.epochs_run,
+                    "test_evaluated_by": row.test_evaluated_by,
+                },
+                arts,
+            )
+
+
+def write_results(
+    out: Path,
+    trials: pd.DataFrame,
+    epochs_df: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    prov: dict,
+    heatmap: Path | None,
+) -> list[Path]:
+    """Every table as Parquet (+ Markdown for the paper tables), each written atomically."""
+    written = []
+    for name, df in {"trials": trials, "epochs": epochs_df, **tables}.items():
+        path = out / f"{name}.parquet"
+        write_parquet(df, path, prov)
+        written.append(path)
+    for name, df in tables.items():
+        notes = df.attrs.get("notes", [])
+        md = [f"# {name} — {prov['sweep']} (budget `{prov['budget']}`)\n"]
+        md += [f"{n}\n" for n in notes]
+        md += [to_markdown(df), "\n", provenance_md(prov)]
+        path = out / f"{name}.md"
+        write_text("\n".join(md), path)
+        written.append(path)
+    path = out / "provenance.json"
+    write_text(json.dumps(prov, indent=1, default=str) + "\n", path)
+    written.append(path)
+    if heatmap is not None:
+        target = out / heatmap.name
+        write_text_bytes(heatmap, target)
+        written.append(target)
+    return written
+
+
+def write_text_bytes(src: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, target)
+
+
+def provenance_md(prov: dict) -> str:
+    v = prov["versions"]
+    hw = prov["hardware"]
+    return (
+        "## Provenance\n\n"
+        f"- command: `{prov['command']}`\n- budget: `{prov['budget']}`; search: "
+        f"{prov['search']}; ASHA: {prov['asha']}\n"
+        f"- data: {prov['data']}\n- hardware: {hw['cpu']} ({hw['cpu_count']} CPUs), "
+        f"GPUs: {hw['gpus'] or 'none'}\n- date (UTC): {prov['date_utc']}; wall: "
+        f"{prov.get('wall_s')} s\n- git commit: `{prov['git_commit']}`\n"
+        f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n"
+    )

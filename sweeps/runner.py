@@ -1,0 +1,304 @@
+"""Shared sweep machinery: flags, budgets, validation, Ray, the Tuner, results and MLflow.
+
+A sweep script declares a :class:`SweepDef` (dataset, budgets, search space, how to
+build its paper tables) and calls :func:`main`. Everything that can be wrong with the
+input is checked before Ray starts a single trial: configs, data files, the results
+folder, the tracking server, GPU requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from trainables.config import ConfigError, TrialConfig
+from trainables.datasets import DATA_ROOT_ENV, DataError, DataSplits, load_splits, resolve_data_root
+from trainables.models import list_models
+
+METRIC, MODE = "val_acc", "max"  # declared once: ASHA, Optuna and "best trial" all use it
+RESULTS_ENV = "CNNSWEEP_RESULTS_DIR"
+# Tune snapshots its state whenever a trial checkpoints with num_to_keep set; with
+# epoch-long iterations that is cheap, so its "may become a bottleneck" warning is noise.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+STORAGE_ENV = "CNNSWEEP_STORAGE_PATH"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A named preset: how much data, compute and resolution a sweep spends."""
+
+    name: str
+    description: str
+    epochs: int
+    image_size: int
+    batch_size: int = 32
+    train_limit: int | None = None  # stratified subsets; None = the whole split
+    val_limit: int | None = None
+    test_limit: int | None = None
+    models: tuple[str, ...] | None = None  # None = the search space's own list
+    optimizers: tuple[str, ...] | None = None
+    lrs: tuple[float, ...] | None = None
+    num_samples: int = 18  # Optuna trials
+    grace_period: int = 1  # ASHA: epochs before the first stop decision
+    reduction_factor: float = 3.0  # ASHA: keep the top 1/rf at each rung
+    cpus_per_trial: int = 1
+    channels_last: bool = False
+    expected_gap: str = ""
+
+
+@dataclass(frozen=True)
+class SweepDef:
+    name: str  # MLflow experiment and results folder
+    dataset: str
+    budgets: dict[str, Budget]
+    models: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    lrs: tuple[float, ...]
+    lr_range: tuple[float, float]
+    grid: Callable[..., dict]  # (models, optimizers, lrs) -> Tune grid axes
+    optuna_space: Callable[..., dict]  # (models, optimizers, lr_range) -> Tune distributions
+    # trials DataFrame -> {table name: DataFrame}; the first table is printed at the end
+    make_tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
+    fixed_config: dict = field(default_factory=dict)  # trial keys every trial gets
+    val_fraction: float = 0.1
+
+
+# ------------------------------------------------------------------------------- flags
+
+
+def _csv(kind: Callable):
+    def parse(text: str):
+        try:
+            return tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {kind.__name__}"
+            ) from None
+
+    return parse
+
+
+def build_parser(sweep: SweepDef, doc: str | None = None) -> argparse.ArgumentParser:
+    """The flags every sweep shares (built in a function so all sweep scripts reuse it)."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--budget", default="cpu", help=f"preset: {', '.join(sweep.budgets)} (default cpu)"
+    )
+    p.add_argument(
+        "--search",
+        choices=("grid", "optuna"),
+        default="grid",
+        help="grid: every cell of the paper's table; optuna: TPE sampling",
+    )
+    p.add_argument("--num-samples", type=int, help="Optuna trials (default: the budget's)")
+    p.add_argument("--models", type=_csv(str), help=f"subset of {','.join(sweep.models)}")
+    p.add_argument("--optimizers", type=_csv(str), help=f"subset of {','.join(sweep.optimizers)}")
+    p.add_argument("--lrs", type=_csv(float), help="grid learning rates, comma-separated")
+    p.add_argument("--epochs", type=int, help="override the budget's epochs")
+    p.add_argument("--grace-period", type=int, help="ASHA grace period in epochs")
+    p.add_argument("--reduction-factor", type=float, help="ASHA reduction factor")
+    p.add_argument("--no-asha", action="store_true", help="run every trial to the end")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")
+    p.add_argument("--data-root", help=f"dataset folder (default ${DATA_ROOT_ENV})")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="use torchvision's copy, downloading it if needed (needs a network)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else http://127.0.0.1:5000)",
+    )
+    p.add_argument(
+        "--results-dir", help=f"where result tables go (default ${RESULTS_ENV}, else ./results)"
+    )
+    p.add_argument(
+        "--storage-path",
+        help=f"Tune storage for checkpoints (default ${STORAGE_ENV},"
+        " else ~/ray_results); must be shared by all nodes of a cluster",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="Ray cluster to join (default: $RAY_ADDRESS, a "
+        "running local cluster, or a new local one)",
+    )
+    p.add_argument("--cpus-per-trial", type=int, help="CPUs (= torch threads) per trial")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        help="GPUs per trial (default: 1 when the cluster has GPUs, else 0)",
+    )
+    p.add_argument("--max-concurrent", type=int, help="limit on trials running at once")
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="times a crashed trial is restarted from its checkpoint",
+    )
+    p.add_argument("--name", help="name of the sweep run (default <budget>-<time>)")
+    return p
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything resolved from flags and budget, validated, before Ray starts."""
+
+    sweep: SweepDef
+    budget: Budget
+    search: str
+    models: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    lrs: tuple[float, ...]
+    base_config: dict
+    num_samples: int
+    asha: bool
+    grace_period: int
+    reduction_factor: float
+    results_dir: Path
+    run_name: str
+
+
+def _subset(kind: str, asked, allowed: tuple) -> tuple:
+    if asked is None:
+        return allowed
+    bad = [a for a in asked if a not in allowed]
+    if bad or not asked:
+        raise ConfigError(
+            f"--{kind} {','.join(map(str, asked))}: {bad or 'empty'} not "
+            f"allowed; allowed: {','.join(map(str, allowed))}"
+        )
+    return tuple(asked)
+
+
+def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
+    """Resolve and validate every trial config the sweep can produce; raise ConfigError."""
+    if args.budget not in sweep.budgets:
+        raise ConfigError(
+            f"--budget {args.budget!r} is unknown; allowed: {', '.join(sweep.budgets)}"
+        )
+    b = sweep.budgets[args.budget]
+    models = _subset("models", args.models, b.models or sweep.models)
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        raise ConfigError(f"model(s) {unknown} not registered; allowed: {', '.join(list_models())}")
+    optimizers = _subset("optimizers", args.optimizers, b.optimizers or sweep.optimizers)
+    lrs = tuple(args.lrs) if args.lrs else (b.lrs or sweep.lrs)
+    epochs = b.epochs if args.epochs is None else args.epochs
+    cpus = args.cpus_per_trial or b.cpus_per_trial
+    if cpus < 1:
+        raise ConfigError(f"--cpus-per-trial {cpus}: allowed: an integer >= 1")
+    base = {
+        "epochs": epochs,
+        "batch_size": b.batch_size,
+        "image_size": b.image_size,
+        "seed": args.seed,
+        "num_threads": cpus,
+        "channels_last": b.channels_last,
+        **sweep.fixed_config,
+    }
+    # Validate every grid cell (or, for Optuna, every category at both ends of the lr range).
+    lr_values = lrs if args.search == "grid" else sweep.lr_range
+    for model, opt, lr in itertools.product(models, optimizers, lr_values):
+        TrialConfig.from_dict({**base, "model": model, "optimizer": opt, "lr": lr})
+    grace = args.grace_period or b.grace_period
+    rf = args.reduction_factor or b.reduction_factor
+    if not 1 <= grace <= epochs:
+        raise ConfigError(f"--grace-period {grace}: allowed 1..{epochs} (the epochs)")
+    if rf < 2:
+        raise ConfigError(f"--reduction-factor {rf}: allowed >= 2")
+    samples = args.num_samples or b.num_samples
+    if samples < 1:
+        raise ConfigError(f"--num-samples {samples}: allowed >= 1")
+    results_dir = Path(args.results_dir or os.environ.get(RESULTS_ENV) or "results").resolve()
+    return Plan(
+        sweep,
+        b,
+        args.search,
+        models,
+        optimizers,
+        lrs,
+        base,
+        samples,
+        not args.no_asha,
+        grace,
+        rf,
+        results_dir / sweep.name,
+        args.name or f"{b.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+    )
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"results dir {folder} is not writable ({exc.strerror}); "
+            f"pass --results-dir or set ${RESULTS_ENV}"
+        ) from None
+
+
+def load_data(plan: Plan, args: argparse.Namespace) -> DataSplits:
+    t0 = time.perf_counter()
+    b = plan.budget
+    print(f"[data] decoding {plan.sweep.dataset} once for all trials ...", flush=True)
+    data = load_splits(
+        plan.sweep.dataset,
+        root=resolve_data_root(args.data_root),
+        download=args.download,
+        val_fraction=plan.sweep.val_fraction,
+        seed=args.seed,
+        train_limit=b.train_limit,
+        val_limit=b.val_limit,
+        test_limit=b.test_limit,
+    )
+    if plan.base_config["batch_size"] > len(data.train):
+        raise ConfigError(
+            f"batch_size {plan.base_config['batch_size']} is larger than the "
+            f"{len(data.train)} training images; allowed <= {len(data.train)}"
+        )
+    mb = sum(s.images.nbytes for s in (data.train, data.val, data.test)) / 2**20
+    print(
+        f"[data] {data.info} from {data.source} ({mb:.0f} MiB uint8, "
+        f"{time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
+    return data
+
+
+def fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(sweep: SweepDef, argv: list[str] | None = None, doc: str | None = None) -> int:
+    """Parse flags, validate, run the sweep, write results; the process exit code."""
+    args = build_parser(sweep, doc).parse_args(argv)
+    try:
+        plan = make_plan(sweep, args)
+        check_writable(plan.results_dir)
+        from sweeps.tracking import TrackingError, check_tracking_server, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(args.tracking_uri)
+        check_tracking_server(uri)
+        data = load_data(plan, args)
+    except (ConfigError, DataError, TrackingError) as exc:
+        return fail(str(exc))
+    from sweeps.execute import run_plan
+
+    return run_plan(plan, args, data, uri)

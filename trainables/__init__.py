@@ -1,0 +1,1 @@
+"""Models, datasets, the training engine and the one Ray Tune trainable every sweep uses."""
