@@ -10,6 +10,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # Without this Ray binds to the machine's external address even when told 127.0.0.1.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
+# Ray token auth (on by default in Ray 2.60): the head writes ~/.ray/auth_token and
+# clients (ray job submit, ray.init) send it. Anyone who can reach the jobs API can run code.
+export RAY_AUTH_MODE ?= token
 
 RUN_DIR := $(CURDIR)/.run
 RAY_PORT ?= 6379
