@@ -24,6 +24,8 @@ DASHBOARD_URL := http://$(HOST):$(DASHBOARD_PORT)
 # The data root: $CNNSWEEP_DATA_ROOT if set, else ../shared/data beside the checkout.
 CNNSWEEP_DATA_ROOT ?= $(abspath $(CURDIR)/../shared/data)
 export CNNSWEEP_DATA_ROOT
+# exit 0 when a URL answers (python instead of curl: one less thing to install)
+HTTP_OK = $(VENV)/bin/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" 2>/dev/null
 BUDGET ?= cpu
 SWEEP ?= mnist_optimizers
 SWEEP_ARGS ?=
@@ -48,14 +50,14 @@ up: install
 	    --disable-usage-stats > $(RUN_DIR)/ray-start.log 2>&1 \
 	  || { cat $(RUN_DIR)/ray-start.log; exit 1; }; \
 	fi
-	@if curl -sf $(MLFLOW_URI)/health >/dev/null 2>&1; then \
+	@if $(HTTP_OK) $(MLFLOW_URI)/health; then \
 	  echo "MLflow already running at $(MLFLOW_URI)"; \
 	else \
 	  cd $(RUN_DIR) && nohup mlflow server --host $(HOST) --port $(MLFLOW_PORT) --workers 1 \
 	    --backend-store-uri sqlite:///$(RUN_DIR)/mlflow.db \
 	    --artifacts-destination $(RUN_DIR)/mlartifacts > $(RUN_DIR)/mlflow.log 2>&1 & \
-	  for i in $$(seq 60); do curl -sf $(MLFLOW_URI)/health >/dev/null 2>&1 && break; sleep 1; done; \
-	  curl -sf $(MLFLOW_URI)/health >/dev/null || { tail -20 $(RUN_DIR)/mlflow.log; exit 1; }; \
+	  for i in $$(seq 60); do $(HTTP_OK) $(MLFLOW_URI)/health && break; sleep 1; done; \
+	  $(HTTP_OK) $(MLFLOW_URI)/health || { tail -20 $(RUN_DIR)/mlflow.log; exit 1; }; \
 	fi
 	@echo "Ray dashboard: $(DASHBOARD_URL)"
 	@echo "MLflow UI:     $(MLFLOW_URI)"
@@ -67,7 +69,7 @@ down:
 
 status:
 	-ray status --address $(HOST):$(RAY_PORT)
-	-curl -s $(MLFLOW_URI)/health && echo " MLflow at $(MLFLOW_URI)"
+	-$(HTTP_OK) $(MLFLOW_URI)/health && echo "MLflow at $(MLFLOW_URI)"
 
 # The main job: the sweep submitted to the local Ray head, results into ./results.
 run: up

@@ -140,7 +140,7 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(c, v) for c, v in zip(cols, row)) + " |")
+        lines.append("| " + " | ".join(cell(c, v) for c, v in zip(cols, row, strict=False)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweeps.tracking import TrackingError, check_tracking_server, resolve_tracking_uri
 from trainables.config import ConfigError, TrialConfig
 from trainables.datasets import DATA_ROOT_ENV, DataError, DataSplits, load_splits, resolve_data_root
 from trainables.models import list_models
@@ -105,6 +106,7 @@ def build_parser(sweep: SweepDef, doc: str | None = None) -> argparse.ArgumentPa
     p.add_argument("--optimizers", type=_csv(str), help=f"subset of {','.join(sweep.optimizers)}")
     p.add_argument("--lrs", type=_csv(float), help="grid learning rates, comma-separated")
     p.add_argument("--epochs", type=int, help="override the budget's epochs")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default 0, as the papers)")
     p.add_argument("--grace-period", type=int, help="ASHA grace period in epochs")
     p.add_argument("--reduction-factor", type=float, help="ASHA reduction factor")
     p.add_argument("--no-asha", action="store_true", help="run every trial to the end")
@@ -197,7 +199,7 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     optimizers = _subset("optimizers", args.optimizers, b.optimizers or sweep.optimizers)
     lrs = tuple(args.lrs) if args.lrs else (b.lrs or sweep.lrs)
     epochs = b.epochs if args.epochs is None else args.epochs
-    cpus = args.cpus_per_trial or b.cpus_per_trial
+    cpus = b.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
     if cpus < 1:
         raise ConfigError(f"--cpus-per-trial {cpus}: allowed: an integer >= 1")
     base = {
@@ -209,17 +211,19 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         "channels_last": b.channels_last,
         **sweep.fixed_config,
     }
+    if args.momentum is not None:
+        base["momentum"] = args.momentum
     # Validate every grid cell (or, for Optuna, every category at both ends of the lr range).
     lr_values = lrs if args.search == "grid" else sweep.lr_range
     for model, opt, lr in itertools.product(models, optimizers, lr_values):
         TrialConfig.from_dict({**base, "model": model, "optimizer": opt, "lr": lr})
-    grace = args.grace_period or b.grace_period
-    rf = args.reduction_factor or b.reduction_factor
+    grace = b.grace_period if args.grace_period is None else args.grace_period
+    rf = b.reduction_factor if args.reduction_factor is None else args.reduction_factor
     if not 1 <= grace <= epochs:
         raise ConfigError(f"--grace-period {grace}: allowed 1..{epochs} (the epochs)")
     if rf < 2:
         raise ConfigError(f"--reduction-factor {rf}: allowed >= 2")
-    samples = args.num_samples or b.num_samples
+    samples = b.num_samples if args.num_samples is None else args.num_samples
     if samples < 1:
         raise ConfigError(f"--num-samples {samples}: allowed >= 1")
     results_dir = Path(args.results_dir or os.environ.get(RESULTS_ENV) or "results").resolve()
@@ -292,8 +296,6 @@ def main(sweep: SweepDef, argv: list[str] | None = None, doc: str | None = None)
     try:
         plan = make_plan(sweep, args)
         check_writable(plan.results_dir)
-        from sweeps.tracking import TrackingError, check_tracking_server, resolve_tracking_uri
-
         uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_server(uri)
         data = load_data(plan, args)

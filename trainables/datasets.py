@@ -288,7 +288,8 @@ def stratified_pick(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
         i += 1
     while take.sum() > n:  # only when tiny n meets many classes
         take[np.argmax(take)] -= 1
-    picked = [rng.permutation(np.flatnonzero(labels == k))[:t] for k, t in zip(classes, take)]
+    pairs = zip(classes, take, strict=True)
+    picked = [rng.permutation(np.flatnonzero(labels == k))[:t] for k, t in pairs]
     return np.sort(np.concatenate(picked))
 
 

@@ -66,7 +66,7 @@ def make_preprocess(
 def classification_loss(
     out, y: torch.Tensor, aux_weight: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and main logits; auxiliary heads (GoogLeNet in training mode) add ``aux_weight`` each."""
+    """Loss and main logits; auxiliary heads (GoogLeNet, training) add ``aux_weight`` each."""
     if isinstance(out, tuple):
         logits, *aux = out
         loss = F.cross_entropy(logits, y)
