@@ -32,7 +32,7 @@ from sweeps.results import provenance, to_markdown, write_parquet, write_text
 from sweeps.runner import METRIC, MODE, STORAGE_ENV, Plan, fail
 from sweeps.tracking import MlflowTrialLogger, start_parent_run
 from trainables.datasets import DataSplits
-from trainables.trainable import EPOCH_METRICS, evaluate_checkpoint, train_trial
+from trainables.trainable import EPOCH_METRICS, TEST_METRICS, evaluate_checkpoint, train_trial
 
 
 def public_uri(uri: str) -> str:
@@ -198,8 +198,9 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
         }
         for i, ref in refs.items():
             out = ray.get(ref)
-            for k in ("test_acc", "test_loss", "best_epoch", "best_val_acc"):
-                trials.at[i, k] = out[k]
+            for k in (*TEST_METRICS, "weights_source", "test_per_class_acc"):
+                if k in out:
+                    trials.at[i, k] = out[k]
             trials.at[i, "test_evaluated_by"] = "sweep"
             confusions[trials.at[i, "trial_id"]] = json.loads(out["test_confusion"])
     trials = trials.drop(columns=["_checkpoint", "_config"])
@@ -280,12 +281,17 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int):
                 "seed": int(cfg["seed"]),
                 "status": status,
                 "epochs_run": epochs_run,
-                "stopped_early": bool(status == "TERMINATED" and epochs_run < max_epochs),
-                "best_epoch": last.get("best_epoch", np.nan),
-                "best_val_acc": float(df["val_acc"].max()) if len(df) else np.nan,
+                # stopped by ASHA: ended before max_epochs without the patience rule firing
+                "stopped_early": bool(
+                    status == "TERMINATED"
+                    and epochs_run < max_epochs
+                    and not last.get("stopped_by_patience", False)
+                ),
+                **{k: last.get(k, np.nan) for k in TEST_METRICS},
+                "test_per_class_acc": last.get("test_per_class_acc"),
+                "weights_source": last.get("weights_source"),
+                "stopped_by_patience": bool(last.get("stopped_by_patience", False)),
                 "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else np.nan,
-                "test_acc": last.get("test_acc", np.nan),
-                "test_loss": last.get("test_loss", np.nan),
                 "test_evaluated_by": "trial" if "test_acc" in last else None,
                 "wall_s": float(last.get("time_total_s", np.nan)),
                 "images_per_s": float(df["images_per_s"].median()) if len(df) else np.nan,
@@ -305,7 +311,7 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int):
             e.insert(4, "config_lr", float(cfg["lr"]))
             epoch_frames.append(e)
     trials = pd.DataFrame(rows)
-    for col in ("best_epoch", "test_acc", "test_loss"):
+    for col in TEST_METRICS:
         trials[col] = pd.to_numeric(trials[col], errors="coerce")
     epochs_df = (
         pd.concat(epoch_frames, ignore_index=True)
@@ -339,10 +345,17 @@ def log_trial_artifacts(
                     )
                 )
             metrics = (
-                {"test_acc": row.test_acc, "test_loss": row.test_loss}
+                {k: getattr(row, k) for k in TEST_METRICS if pd.notna(getattr(row, k))}
                 if row.test_evaluated_by == "sweep"
                 else {}
             )
+            if isinstance(row.test_per_class_acc, str):  # per-class accuracy, readable names
+                per_class = json.loads(row.test_per_class_acc)
+                metrics |= {
+                    f"test_acc_class_{c}": v
+                    for c, v in zip(data.classes, per_class, strict=True)
+                    if v is not None
+                }
             logger.log_final(
                 row.mlflow_run_id,
                 metrics,
@@ -352,6 +365,7 @@ def log_trial_artifacts(
                     "stopped_early": row.stopped_early,
                     "epochs_run": row.epochs_run,
                     "test_evaluated_by": row.test_evaluated_by,
+                    "weights_source": row.weights_source,
                 },
                 arts,
             )

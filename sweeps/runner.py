@@ -21,7 +21,14 @@ import pandas as pd
 
 from sweeps.tracking import TrackingError, check_tracking_server, resolve_tracking_uri
 from trainables.config import ConfigError, TrialConfig
-from trainables.datasets import DATA_ROOT_ENV, DataError, DataSplits, load_splits, resolve_data_root
+from trainables.datasets import (
+    DATA_ROOT_ENV,
+    DataError,
+    DataSplits,
+    list_datasets,
+    load_splits,
+    resolve_data_root,
+)
 from trainables.models import list_models
 
 METRIC, MODE = "val_acc", "max"  # declared once: ASHA, Optuna and "best trial" all use it
@@ -111,6 +118,26 @@ def build_parser(sweep: SweepDef, doc: str | None = None) -> argparse.ArgumentPa
     p.add_argument("--reduction-factor", type=float, help="ASHA reduction factor")
     p.add_argument("--no-asha", action="store_true", help="run every trial to the end")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")
+    p.add_argument(
+        "--dataset",
+        default=sweep.dataset,
+        help=f"registered dataset (default {sweep.dataset}): {', '.join(list_datasets())}",
+    )
+    p.add_argument(
+        "--data",
+        help="a folder of class folders (any image sizes) to use instead of a registered dataset",
+    )
+    p.add_argument(
+        "--split",
+        choices=("grouped", "random"),
+        default="grouped",
+        help="for pooled datasets: 80/10/10 grouped by case (default) or by image",
+    )
+    p.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="train from scratch even where ImageNet weights can be had",
+    )
     p.add_argument("--data-root", help=f"dataset folder (default ${DATA_ROOT_ENV})")
     p.add_argument(
         "--download",
@@ -213,6 +240,12 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     }
     if args.momentum is not None:
         base["momentum"] = args.momentum
+    if args.no_pretrained:
+        base["pretrained"] = False
+    if args.dataset not in list_datasets():
+        raise ConfigError(
+            f"--dataset {args.dataset!r} is unknown; allowed: {', '.join(list_datasets())}"
+        )
     # Validate every grid cell (or, for Optuna, every category at both ends of the lr range).
     lr_values = lrs if args.search == "grid" else sweep.lr_range
     for model, opt, lr in itertools.product(models, optimizers, lr_values):
@@ -260,10 +293,17 @@ def check_writable(folder: Path) -> None:
 def load_data(plan: Plan, args: argparse.Namespace) -> DataSplits:
     t0 = time.perf_counter()
     b = plan.budget
-    print(f"[data] decoding {plan.sweep.dataset} once for all trials ...", flush=True)
+    print(f"[data] decoding {args.data or args.dataset} once for all trials ...", flush=True)
+    name, root = (
+        ("image_folder", Path(args.data).expanduser().resolve())
+        if args.data
+        else (args.dataset, resolve_data_root(args.data_root))
+    )
     data = load_splits(
-        plan.sweep.dataset,
-        root=resolve_data_root(args.data_root),
+        name,
+        root=root,
+        image_size=b.image_size,
+        split=args.split,
         download=args.download,
         val_fraction=plan.sweep.val_fraction,
         seed=args.seed,

@@ -6,11 +6,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sweeps.chromosome_baselines import SWEEP as CHROMOSOME
+from sweeps.mnist_optimizers import SWEEP as MNIST
 from trainables.engine import classification_loss
 from trainables.models import MODELS, build_model, get_spec, list_models
 from trainables.registry import Registry
 
-SIZES = sorted({32, 224})  # cpu/smoke budgets and the paper budget
+# (model, input side) for every model of every sweep at every budget's input shape
+SHAPES = sorted(
+    {
+        (m, b.image_size)
+        for sw in (MNIST, CHROMOSOME)
+        for b in sw.budgets.values()
+        for m in sw.models
+    }
+)
 
 
 def test_registry_lists_the_paper_models():
@@ -26,15 +36,18 @@ def test_registry_rejects_duplicates_and_names_allowed():
         reg.get("b")
 
 
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_is_in_a_sweep():
+    assert {m for m, _ in SHAPES} == set(list_models())
+
+
+@pytest.mark.parametrize(("name", "size"), SHAPES)
 def test_forward_backward_at_budget_shapes(name, size):
     torch.manual_seed(0)
-    model = build_model(name, num_classes=10, in_channels=3, image_size=size)
-    x, y = torch.randn(2, 3, size, size), torch.tensor([1, 7])
+    model = build_model(name, num_classes=24, in_channels=3, image_size=size)
+    x, y = torch.randn(2, 3, size, size), torch.tensor([1, 23])
     model.train()
-    loss, logits = classification_loss(model(x), y, get_spec(name).aux_loss_weight)
-    assert logits.shape == (2, 10)
+    loss, _, logits = classification_loss(model(x), y, get_spec(name).aux_loss_weight)
+    assert logits.shape == (2, 24)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
@@ -42,7 +55,7 @@ def test_forward_backward_at_budget_shapes(name, size):
     model.eval()
     with torch.no_grad():
         out = model(x)
-    assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 24)
 
 
 def test_googlenet_aux_heads_count_in_training_only():
@@ -52,10 +65,11 @@ def test_googlenet_aux_heads_count_in_training_only():
     model.train()
     out = model(x)
     assert isinstance(out, tuple) and len(out) == 3
-    total, logits = classification_loss(out, y, 0.3)
+    total, main_loss, logits = classification_loss(out, y, 0.3)
     main = torch.nn.functional.cross_entropy(logits, y)
     aux = sum(torch.nn.functional.cross_entropy(a, y) for a in out[1:])
     assert torch.allclose(total, main + 0.3 * aux)
+    assert torch.allclose(main_loss, main)
 
 
 def test_vgg16_is_torchvisions_at_224_and_small_head_at_32():

@@ -14,6 +14,8 @@ from typing import Any
 from trainables.models import MODELS, get_spec
 
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "onecycle")
+SELECT_BY = ("val_acc", "val_loss")
 
 
 class ConfigError(ValueError):
@@ -37,6 +39,11 @@ class TrialConfig:
     eval_batch_size: int = 256
     pretrained: bool = False
     weights_path: str | None = None
+    label_smoothing: float = 0.0  # ChromosomeNet: 0.1
+    lr_schedule: str = "constant"  # "onecycle": Smith's 1cycle, peak = lr, stepped per batch
+    early_stop_patience: int = 0  # stop after this many epochs without a lower val_loss; 0 = off
+    select_by: str = "val_acc"  # which validation metric picks the weights that get tested
+    measure_inference: bool = False  # time inference per 1,000 test samples at the end
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrialConfig:
@@ -75,6 +82,14 @@ class TrialConfig:
         for key in ("epochs", "batch_size", "num_threads", "eval_batch_size"):
             if getattr(self, key) < 1:
                 _bad(key, getattr(self, key), "an integer >= 1")
+        if not 0 <= self.label_smoothing < 1:
+            _bad("label_smoothing", self.label_smoothing, "0 <= label_smoothing < 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            _bad("lr_schedule", self.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+        if self.select_by not in SELECT_BY:
+            _bad("select_by", self.select_by, f"one of {', '.join(SELECT_BY)}")
+        if self.early_stop_patience < 0:
+            _bad("early_stop_patience", self.early_stop_patience, "an integer >= 0 (0 = off)")
         if self.in_channels not in (1, 3):
             _bad("in_channels", self.in_channels, "1 or 3")
         low = get_spec(self.model).min_input_size

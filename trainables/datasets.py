@@ -35,9 +35,26 @@ class DataError(ValueError):
 class ImageSet:
     images: np.ndarray  # uint8, N x C x H x W
     labels: np.ndarray  # int64, N
+    groups: np.ndarray | None = None  # case/cell id per image, for grouped splits
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, idx: np.ndarray) -> ImageSet:
+        groups = None if self.groups is None else self.groups[idx]
+        return ImageSet(self.images[idx], self.labels[idx], groups)
+
+
+@dataclass(frozen=True)
+class RawData:
+    """What a source loader returns: a train split and a test split, or (test None) one
+    pool of images that :func:`load_splits` divides itself, grouped by ``groups``."""
+
+    train: ImageSet
+    test: ImageSet | None
+    source: str
+    sha256: str
+    classes: tuple[str, ...] | None = None  # set by sources that find their classes
 
 
 @dataclass(frozen=True)
@@ -68,10 +85,11 @@ class DataSplits:
 class DatasetSpec:
     name: str
     classes: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    # (root or None, download) -> (train, test, source, sha256)
-    load: Callable[[Path | None, bool], tuple[ImageSet, ImageSet, str, str]]
+    mean: tuple[float, ...] | None  # None: computed from the training split
+    std: tuple[float, ...] | None
+    # (root or None, download, image_size or None) -> RawData; image_size is the side that
+    # variable-size images are padded and resized to once, at decode time
+    load: Callable[[Path | None, bool, int | None], RawData]
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -128,17 +146,68 @@ def decode_png(blob: bytes) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def read_parquet_images(paths: list[Path], num_classes: int) -> ImageSet:
+def pad_resize(img: np.ndarray, size: int, canvas: int = 0) -> np.ndarray:
+    """C x H x W uint8 -> C x size x size: centre on a square of the background, then resize.
+
+    Padding, not stretching, keeps the aspect ratio. With ``canvas`` (the largest side in
+    the dataset) every image is centred on the same canvas before the one common resize,
+    so absolute size survives too, as in ChromosomeNet's 300x300 blank images: length is
+    the first cue that tells chromosome 1 from 21. With ``canvas=0`` each image is padded
+    to its own square. The background is the median of the image's border pixels: white
+    for G-band, black for Q-band, whatever a user's folder has.
+    """
+    from PIL import Image
+
+    c, h, w = img.shape
+    border = np.concatenate([img[:, 0], img[:, -1], img[:, :, 0], img[:, :, -1]], axis=1)
+    bg = np.median(border, axis=1).astype(np.uint8)
+    side = max(h, w, canvas)
+    canvas = np.empty((c, side, side), dtype=np.uint8)
+    canvas[:] = bg[:, None, None]
+    top, left = (side - h) // 2, (side - w) // 2
+    canvas[:, top : top + h, left : left + w] = img
+    if side == size:
+        return canvas
+    resample = Image.Resampling.BILINEAR  # PIL antialiases when it shrinks
+    chans = [np.asarray(Image.fromarray(ch).resize((size, size), resample)) for ch in canvas]
+    return np.stack(chans)
+
+
+def pad_resize_all(images: list[np.ndarray], size: int, canvas: bool = True) -> list[np.ndarray]:
+    """Pad and resize a list of variable-size images to ``size`` (see :func:`pad_resize`).
+
+    The common canvas is the 99th percentile of the images' longer sides, so that a few
+    outliers (a 163 px chromosome among 60 px ones) do not shrink every other image; the
+    1 % larger than the canvas are scaled down to fit it.
+    """
+    side = int(np.percentile([max(im.shape[1:]) for im in images], 99)) if canvas else 0
+    return [pad_resize(im, size, side) for im in images]
+
+
+def read_parquet_images(
+    paths: list[Path],
+    num_classes: int,
+    *,
+    size: int | None = None,
+    group_column: str | None = None,
+) -> ImageSet:
+    """Decode every image of some Parquet files; ``size`` pads and resizes variable-size ones."""
     import pyarrow.parquet as pq
 
-    blobs, labels = [], []
+    blobs, labels, groups = [], [], []
+    needed = {"image", "label"} | ({group_column} if group_column else set())
     for path in paths:
-        table = pq.read_table(path, columns=None)
-        missing = {"image", "label"} - set(table.column_names)
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # truncated or not Parquet at all
+            raise DataError(f"{path} cannot be read as Parquet ({exc})") from exc
+        missing = needed - set(table.column_names)
         if missing:
-            raise DataError(f"{path} lacks columns {sorted(missing)}; needs 'image' and 'label'")
+            raise DataError(f"{path} lacks columns {sorted(missing)}; needs {sorted(needed)}")
         blobs += table.column("image").to_pylist()
         labels += table.column("label").to_pylist()
+        if group_column:
+            groups += [str(g) for g in table.column(group_column).to_pylist()]
     y = np.asarray(labels, dtype=np.int64)
     bad = (y < 0) | (y >= num_classes)
     if bad.any():
@@ -151,13 +220,21 @@ def read_parquet_images(paths: list[Path], num_classes: int) -> ImageSet:
             images.append(decode_png(blob))
         except Exception as exc:  # PIL raises several types for corrupt data
             raise DataError(f"{paths[0].parent}: image {i} cannot be decoded ({exc})") from exc
-    return ImageSet(np.stack(images), y)
+    if size:
+        images = pad_resize_all(images, size)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise DataError(
+            f"{paths[0].parent}: images differ in size {sorted(shapes)[:3]}; "
+            "this source needs an image_size to pad and resize to"
+        )
+    return ImageSet(np.stack(images), y, np.asarray(groups) if group_column else None)
 
 
 def parquet_loader(folder_name: str, num_classes: int):
     """A loader for the ``<root>/<folder_name>`` Parquet layout with train*/test* files."""
 
-    def load(root: Path | None, download: bool) -> tuple[ImageSet, ImageSet, str, str]:
+    def load(root: Path | None, download: bool, image_size: int | None = None) -> RawData:
         if root is None:
             raise DataError(
                 f"no data root: pass --data-root or set ${DATA_ROOT_ENV} to a folder holding "
@@ -171,7 +248,7 @@ def parquet_loader(folder_name: str, num_classes: int):
         test = [folder / f for f in files if f.startswith("test")]
         if not train or not test:
             raise DataError(f"{folder}: expected train*.parquet and test*.parquet files")
-        return (
+        return RawData(
             read_parquet_images(train, num_classes),
             read_parquet_images(test, num_classes),
             f"parquet:{folder}",
@@ -184,7 +261,7 @@ def parquet_loader(folder_name: str, num_classes: int):
 def torchvision_loader(cls_name: str):
     """Fallback to torchvision's standard files (downloaded when ``download`` is true)."""
 
-    def load(root: Path | None, download: bool) -> tuple[ImageSet, ImageSet, str, str]:
+    def load(root: Path | None, download: bool, image_size: int | None = None) -> RawData:
         import torchvision
 
         cls = getattr(torchvision.datasets, cls_name)
@@ -196,7 +273,7 @@ def torchvision_loader(cls_name: str):
             data = data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2)
             sets.append(ImageSet(np.ascontiguousarray(data), np.asarray(ds.targets, np.int64)))
         digest = hashlib.sha256(sets[0].images.tobytes() + sets[1].images.tobytes()).hexdigest()
-        return sets[0], sets[1], f"torchvision:{where}", digest
+        return RawData(sets[0], sets[1], f"torchvision:{where}", digest)
 
     return load
 
@@ -204,7 +281,7 @@ def torchvision_loader(cls_name: str):
 def parquet_or_torchvision(folder_name: str, num_classes: int, cls_name: str):
     pq_load, tv_load = parquet_loader(folder_name, num_classes), torchvision_loader(cls_name)
 
-    def load(root: Path | None, download: bool):
+    def load(root: Path | None, download: bool, image_size: int | None = None) -> RawData:
         if download and (root is None or not (root / folder_name / "MANIFEST.json").exists()):
             return tv_load(root, download)
         return pq_load(root, download)
@@ -234,10 +311,10 @@ def make_synthetic(
     return ImageSet(images, labels)
 
 
-def _synthetic_load(root: Path | None, download: bool):
+def _synthetic_load(root: Path | None, download: bool, image_size: int | None = None) -> RawData:
     train, test = make_synthetic(512, seed=1), make_synthetic(128, seed=2)
     digest = hashlib.sha256(train.images.tobytes() + test.images.tobytes()).hexdigest()
-    return train, test, "synthetic", digest
+    return RawData(train, test, "synthetic", digest)
 
 
 DATASETS.add(
@@ -296,8 +373,40 @@ def stratified_pick(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
 def _limit(s: ImageSet, limit: int | None, rng: np.random.Generator) -> ImageSet:
     if limit is None or limit >= len(s):
         return s
-    idx = stratified_pick(s.labels, limit, rng)
-    return ImageSet(s.images[idx], s.labels[idx])
+    return s.take(stratified_pick(s.labels, limit, rng))
+
+
+def split_pool(pool: ImageSet, *, method: str, seed: int, folds: int = 10):
+    """80/10/10 train/val/test indices, stratified by class and, with ``method="grouped"``,
+    grouped so that no group (case, cell) has images in two splits.
+
+    Uses scikit-learn's StratifiedGroupKFold with 10 folds: fold 0 is test, fold 1 is
+    validation, the other eight are training. ``method="random"`` is the plain stratified
+    split by image that papers often use, which lets one case's chromosomes sit in both
+    training and test (kept as an option to measure that leak).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if method not in ("grouped", "random"):
+        raise DataError(f"split method {method!r} is unknown; allowed: grouped, random")
+    if method == "grouped" and pool.groups is None:
+        raise DataError(
+            "a grouped split needs group ids (case/cell); this source has none, use --split random"
+        )
+    dummy = np.zeros(len(pool))
+    if method == "grouped":
+        kf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        parts = [test for _, test in kf.split(dummy, pool.labels, pool.groups)]
+    else:
+        kf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        parts = [test for _, test in kf.split(dummy, pool.labels)]
+    return np.sort(np.concatenate(parts[2:])), np.sort(parts[1]), np.sort(parts[0])
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std over a uint8 N x C x H x W array, as fractions of 255."""
+    x = images.astype(np.float64) / 255
+    return tuple(x.mean(axis=(0, 2, 3)).tolist()), tuple(x.std(axis=(0, 2, 3)).tolist())
 
 
 def load_splits(
@@ -310,32 +419,62 @@ def load_splits(
     train_limit: int | None = None,
     val_limit: int | None = None,
     test_limit: int | None = None,
+    image_size: int | None = None,
+    split: str = "grouped",
 ) -> DataSplits:
-    """Decode a dataset once and carve a stratified validation split from its train split.
+    """Decode a dataset once and split it; the test split is touched only by final tests.
 
-    The validation split comes from the training data with a fixed seed, so the test
-    split is only ever touched by the final evaluation. ``*_limit`` take stratified
-    subsets (the CPU budgets); the sizes actually used are recorded in ``info``.
+    Sources with their own test split (MNIST, CIFAR-10) get a stratified validation split
+    of ``val_fraction`` carved from training with a fixed seed. Sources that are one pool
+    (chromosomes, image folders) are split 80/10/10 by :func:`split_pool`. ``*_limit``
+    take stratified subsets (the CPU budgets); sizes and per-class counts actually used
+    are recorded in ``info``.
     """
     spec = DATASETS.get(name)
-    train_full, test, source, digest = spec.load(root, download)
+    raw = spec.load(root, download, image_size)
     rng = np.random.default_rng(seed)
-    val_idx = stratified_pick(train_full.labels, round(val_fraction * len(train_full)), rng)
-    mask = np.ones(len(train_full), dtype=bool)
-    mask[val_idx] = False
-    train = ImageSet(train_full.images[mask], train_full.labels[mask])
-    val = ImageSet(train_full.images[val_idx], train_full.labels[val_idx])
+    if raw.test is None:
+        tr, va, te = split_pool(raw.train, method=split, seed=seed)
+        train, val, test = raw.train.take(tr), raw.train.take(va), raw.train.take(te)
+        how = {"split": split, "fractions": [0.8, 0.1, 0.1]}
+    else:
+        val_idx = stratified_pick(raw.train.labels, round(val_fraction * len(raw.train)), rng)
+        mask = np.ones(len(raw.train), dtype=bool)
+        mask[val_idx] = False
+        train, val, test = raw.train.take(np.flatnonzero(mask)), raw.train.take(val_idx), raw.test
+        how = {
+            "split": "given test split; validation carved from train",
+            "val_fraction": val_fraction,
+        }
     train, val, test = (
         _limit(s, lim, rng)
         for s, lim in ((train, train_limit), (val, val_limit), (test, test_limit))
     )
-    info = {
-        "train": len(train),
-        "val": len(val),
-        "test": len(test),
-        "val_fraction": val_fraction,
-        "split_seed": seed,
+    classes = raw.classes or spec.classes
+    mean, std = (spec.mean, spec.std) if spec.mean else channel_stats(train.images)
+    info = {"train": len(train), "val": len(val), "test": len(test), "split_seed": seed, **how}
+    info["per_class"] = {
+        k: np.bincount(s.labels, minlength=len(classes)).tolist()
+        for k, s in (("train", train), ("val", val), ("test", test))
     }
+    if train.groups is not None:
+        info["groups"] = {
+            k: int(len(np.unique(s.groups)))
+            for k, s in (("train", train), ("val", val), ("test", test))
+        }
     return DataSplits(
-        name, train, val, test, spec.classes, spec.mean, spec.std, source, digest, info
+        name,
+        train,
+        val,
+        test,
+        tuple(classes),
+        tuple(mean),
+        tuple(std),
+        raw.source,
+        raw.sha256,
+        info,
     )
+
+
+# Importing a source module runs its registrations.
+from trainables import chromosomes  # noqa: E402,F401

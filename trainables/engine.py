@@ -64,17 +64,21 @@ def make_preprocess(
 
 
 def classification_loss(
-    out, y: torch.Tensor, aux_weight: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and main logits; auxiliary heads (GoogLeNet, training) add ``aux_weight`` each."""
-    if isinstance(out, tuple):
-        logits, *aux = out
-        loss = F.cross_entropy(logits, y)
-        for a in aux:
-            if a is not None:
-                loss = loss + aux_weight * F.cross_entropy(a, y)
-        return loss, logits
-    return F.cross_entropy(out, y), out
+    out, y: torch.Tensor, aux_weight: float, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss to optimise, main-head loss, main logits).
+
+    Auxiliary heads (GoogLeNet in training mode) add ``aux_weight`` x their loss to what is
+    optimised; the main-head loss is what gets reported, so ``train_loss`` and
+    ``val_loss`` measure the same thing.
+    """
+    logits, *aux = out if isinstance(out, tuple) else (out,)
+    main = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    total = main
+    for a in aux:
+        if a is not None:
+            total = total + aux_weight * F.cross_entropy(a, y, label_smoothing=label_smoothing)
+    return total, main, logits
 
 
 def build_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
@@ -154,10 +158,28 @@ class Run:
         )
         self.train_xy = as_tensors(data.train, self.device)
         self.val_xy = as_tensors(data.val, self.device)
+        self.steps_per_epoch = len(data.train) // cfg.batch_size + (
+            len(data.train) % cfg.batch_size >= 2  # a last batch of one sample is skipped
+        )
+        self.scheduler = (
+            torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch
+            )
+            if cfg.lr_schedule == "onecycle"
+            else None
+        )
         self.epoch = 0
         self.best_val_acc = -1.0
+        self.best_val_loss = float("inf")
         self.best_epoch = 0
+        self.epochs_without_better_loss = 0
         self.best_model: dict[str, torch.Tensor] | None = None
+
+    @property
+    def early_stopped(self) -> bool:
+        """Patience ran out: val_loss has not fallen for ``early_stop_patience`` epochs."""
+        p = self.cfg.early_stop_patience
+        return p > 0 and self.epochs_without_better_loss >= p
 
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training split, then validation; returns the epoch's metrics."""
@@ -172,12 +194,16 @@ class Run:
             if len(idx) < 2:  # batch-norm cannot train on a single sample
                 continue
             xb, yb = self.prep(x[idx]), y[idx]
-            loss, logits = classification_loss(self.model(xb), yb, self.aux_weight)
+            loss, main_loss, logits = classification_loss(
+                self.model(xb), yb, self.aux_weight, self.cfg.label_smoothing
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             # .item() is a device sync; once per batch is cheap next to the step itself
-            loss_sum += loss.item() * len(idx)
+            loss_sum += main_loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
             seen += len(idx)
         seconds = time.perf_counter() - t0
@@ -189,7 +215,11 @@ class Run:
             prep=self.prep,
             num_classes=self.data.num_classes,
         )
-        if val.acc > self.best_val_acc:
+        better_loss = val.loss < self.best_val_loss
+        self.epochs_without_better_loss = 0 if better_loss else self.epochs_without_better_loss + 1
+        better = better_loss if self.cfg.select_by == "val_loss" else val.acc > self.best_val_acc
+        self.best_val_loss = min(self.best_val_loss, val.loss)
+        if better:
             self.best_val_acc, self.best_epoch = val.acc, self.epoch
             self.best_model = {
                 k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()
@@ -225,6 +255,9 @@ class Run:
             "epoch": self.epoch,
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "epochs_without_better_loss": self.epochs_without_better_loss,
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "best_model": self.best_model,
             "torch_rng": torch.get_rng_state(),
             "shuffle_rng": self.gen.get_state(),
@@ -237,6 +270,10 @@ class Run:
         self.epoch = int(state["epoch"])
         self.best_val_acc = float(state["best_val_acc"])
         self.best_epoch = int(state["best_epoch"])
+        self.best_val_loss = float(state["best_val_loss"])
+        self.epochs_without_better_loss = int(state["epochs_without_better_loss"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.best_model = state["best_model"]
         torch.set_rng_state(state["torch_rng"])
         self.gen.set_state(state["shuffle_rng"])

@@ -1,10 +1,10 @@
 """The one Ray Tune trainable every sweep uses: config in, one ``tune.report`` per epoch out.
 
 The engine does the work; this file only wires it to Tune: validate the config, resume
-from ``tune.get_checkpoint()``, checkpoint every epoch, and on the last epoch evaluate
-the best-validation weights on the test split. A trial that ASHA stops early never
-reaches that point; the sweep evaluates its checkpoint afterwards with
-:func:`evaluate_checkpoint`, the same code path.
+from ``tune.get_checkpoint()``, checkpoint every epoch, and on the last epoch (or when
+the patience rule stops the run) evaluate the selected weights on the test split. A
+trial that ASHA stops early never reaches that point; the sweep evaluates its checkpoint
+afterwards with :func:`evaluate_checkpoint`, the same code path.
 """
 
 from __future__ import annotations
@@ -14,26 +14,56 @@ import tempfile
 
 from ray import tune
 
+from trainables import metrics as M
 from trainables.config import TrialConfig
 from trainables.datasets import DataSplits
 from trainables.engine import Run, load_checkpoint, save_checkpoint
 
-# Every name a trial reports, in order; the same names are MLflow metric keys and
-# Parquet columns (one name per metric everywhere).
+# Every name a trial reports; the same names are MLflow metric keys and Parquet columns
+# (one name per metric everywhere).
 EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s")
-TEST_METRICS = ("test_loss", "test_acc", "best_epoch", "best_val_acc")
+TEST_METRICS = (
+    "test_loss",
+    "test_acc",
+    "test_macro_precision",
+    "test_macro_sensitivity",
+    "test_macro_specificity",
+    "test_macro_f1",
+    "best_epoch",
+    "best_val_acc",
+    "inference_s_per_1000_b1",
+    "inference_s_per_1000_batched",
+)
+# Reported as JSON strings so Tune's flattening keeps each as one value.
+TEST_JSON = ("test_confusion", "test_per_class_acc")
+INFERENCE_BATCH = 32
 
 
 def test_metrics(run: Run) -> dict:
+    """Test-split metrics of the selected weights (plus inference timing when configured)."""
     res = run.test_best()
-    return {
+    out = {
         "test_loss": res.loss,
         "test_acc": res.acc,
         "best_epoch": run.best_epoch,
         "best_val_acc": run.best_val_acc,
-        # A JSON string, so Tune's flattening leaves it as one value.
-        "test_confusion": json.dumps(res.confusion.tolist()),
     }
+    out |= {
+        f"test_{k}": v
+        for k, v in M.classification_metrics(res.confusion).items()
+        if k != "accuracy"
+    }
+    per_class = M.per_class_accuracy(res.confusion)
+    out["test_confusion"] = json.dumps(res.confusion.tolist())
+    out["test_per_class_acc"] = json.dumps([None if v != v else float(v) for v in per_class])
+    out["weights_source"] = getattr(run.model, "weights_source", "scratch")
+    if run.cfg.measure_inference:
+        shape = (1, run.cfg.in_channels, run.cfg.image_size, run.cfg.image_size)
+        for key, bs in (("b1", 1), ("batched", INFERENCE_BATCH)):
+            out[f"inference_s_per_1000_{key}"] = M.inference_seconds_per_1000(
+                run.model, shape, batch_size=bs, device=run.device
+            )
+    return out
 
 
 def train_trial(config: dict, data: DataSplits) -> None:
@@ -44,17 +74,18 @@ def train_trial(config: dict, data: DataSplits) -> None:
     if checkpoint:
         with checkpoint.as_directory() as folder:
             run.load_state_dict(load_checkpoint(folder))
-    while run.epoch < cfg.epochs:
+    while run.epoch < cfg.epochs and not run.early_stopped:
         metrics = run.train_epoch()
-        if run.epoch == cfg.epochs:
+        if run.epoch == cfg.epochs or run.early_stopped:
             metrics.update(test_metrics(run))
+            metrics["stopped_by_patience"] = run.early_stopped
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(run, folder)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def evaluate_checkpoint(checkpoint: tune.Checkpoint, config: dict, data: DataSplits) -> dict:
-    """Test metrics of a trial's best-validation weights, from its last checkpoint."""
+    """Test metrics of a trial's selected weights, from its last checkpoint."""
     cfg = TrialConfig.from_dict(config)
     run = Run(cfg, data)
     with checkpoint.as_directory() as folder:

@@ -9,6 +9,8 @@ element is the logits and whose other elements are auxiliary logits).
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -92,7 +94,41 @@ def build_model(
     )
     if weights_path:
         load_matching_weights(model, weights_path)
+        model.weights_source = f"file:{Path(weights_path).name}"
     return model
+
+
+def with_pretrained_fallback(
+    build: Callable[[bool], nn.Module], pretrained: bool, label: str
+) -> nn.Module:
+    """``build(True)`` loads ImageNet weights the library's normal way (network or cache).
+
+    Where they cannot be had (no network, no cache) the model is built from scratch rather
+    than failing the sweep, and ``model.weights_source`` says so; it ends up in the
+    trial's results and MLflow tags, so nobody mistakes a from-scratch number for a
+    fine-tuned one.
+    """
+    if pretrained:
+        try:
+            model = build(True)
+            model.weights_source = f"imagenet:{label}"
+            return model
+        except Exception as exc:  # URLError, HF hub errors, missing cache: all the same here
+            warnings.warn(
+                f"{label}: ImageNet weights unavailable ({exc}); training from scratch",
+                stacklevel=2,
+            )
+            source = f"scratch (ImageNet weights unavailable: {type(exc).__name__})"
+    else:
+        source = "scratch"
+    model = build(False)
+    model.weights_source = source
+    return model
+
+
+def new_linear(linear: nn.Linear, num_classes: int) -> nn.Linear:
+    """A fresh classifier layer with the same input width."""
+    return nn.Linear(linear.in_features, num_classes)
 
 
 def load_matching_weights(model: nn.Module, path: str | Path) -> list[str]:
@@ -123,4 +159,4 @@ def replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 
 # Importing a family module runs its registrations.
-from trainables.models import classic  # noqa: E402,F401
+from trainables.models import chromosome, classic  # noqa: E402,F401

@@ -12,28 +12,26 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
-from trainables.models import register_model, replace_first_conv
-
-
-def _weights(enum, pretrained: bool):
-    # torchvision's normal loading (network or ~/.cache/torch); None trains from scratch.
-    return enum.DEFAULT if pretrained else None
-
-
-def _new_head(linear: nn.Linear, num_classes: int) -> nn.Linear:
-    return nn.Linear(linear.in_features, num_classes)
+from trainables.models import (
+    new_linear,
+    register_model,
+    replace_first_conv,
+    with_pretrained_fallback,
+)
 
 
 @register_model(paper_input_size=224, min_input_size=32)
 def vgg16(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool) -> nn.Module:
-    model = tvm.vgg16(weights=_weights(tvm.VGG16_Weights, pretrained))
+    model = with_pretrained_fallback(
+        lambda w: tvm.vgg16(weights=tvm.VGG16_Weights.DEFAULT if w else None), pretrained, "vgg16"
+    )
     model.features[0] = replace_first_conv(model.features[0], in_channels)
     side = image_size // 32  # five 2x2 max-pools
     if side != 7:
         # Small-input variant: classifier sized for the real side x side x 512 map.
         model.avgpool = nn.AdaptiveAvgPool2d((side, side))
         model.classifier[0] = nn.Linear(512 * side * side, 4096)
-    model.classifier[6] = _new_head(model.classifier[6], num_classes)
+    model.classifier[6] = new_linear(model.classifier[6], num_classes)
     return model
 
 
@@ -43,21 +41,30 @@ def googlenet(
 ) -> nn.Module:
     # aux_logits=True: in training mode the forward returns (logits, aux2, aux1) and the
     # engine adds 0.3 x each auxiliary loss (Szegedy et al.); in eval mode only logits.
-    if pretrained:
-        model = tvm.googlenet(weights=tvm.GoogLeNet_Weights.DEFAULT, aux_logits=True)
-    else:
-        model = tvm.googlenet(weights=None, aux_logits=True, init_weights=True)
+    model = with_pretrained_fallback(
+        lambda w: (
+            tvm.googlenet(weights=tvm.GoogLeNet_Weights.DEFAULT, aux_logits=True)
+            if w
+            else tvm.googlenet(weights=None, aux_logits=True, init_weights=True)
+        ),
+        pretrained,
+        "googlenet",
+    )
     model.transform_input = False  # our data pipeline normalises with the dataset's stats
     model.conv1.conv = replace_first_conv(model.conv1.conv, in_channels)
-    model.fc = _new_head(model.fc, num_classes)
-    model.aux1.fc2 = _new_head(model.aux1.fc2, num_classes)
-    model.aux2.fc2 = _new_head(model.aux2.fc2, num_classes)
+    model.fc = new_linear(model.fc, num_classes)
+    model.aux1.fc2 = new_linear(model.aux1.fc2, num_classes)
+    model.aux2.fc2 = new_linear(model.aux2.fc2, num_classes)
     return model
 
 
 @register_model(paper_input_size=224, min_input_size=32)
 def resnet18(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool) -> nn.Module:
-    model = tvm.resnet18(weights=_weights(tvm.ResNet18_Weights, pretrained))
+    model = with_pretrained_fallback(
+        lambda w: tvm.resnet18(weights=tvm.ResNet18_Weights.DEFAULT if w else None),
+        pretrained,
+        "resnet18",
+    )
     model.conv1 = replace_first_conv(model.conv1, in_channels)
-    model.fc = _new_head(model.fc, num_classes)
+    model.fc = new_linear(model.fc, num_classes)
     return model

@@ -1,0 +1,84 @@
+"""The ChromosomeNet baselines (paper 004): eight ImageNet models on 24-class chromosomes.
+
+The paper trains each baseline once (Adam-style 1cycle, lr 1e-4); the service sweeps
+model x optimizer x lr over 1e-4..1e-1 and reports, per model, the trial that validation
+picks, beside the paper's Tables 1-4.
+"""
+
+from __future__ import annotations
+
+from ray import tune
+
+from search_spaces import read_published
+
+MODELS = (
+    "mobilenet_v2",
+    "densenet121",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext101_32x8d",
+    "res2net50",
+    "resnest50",
+)
+OPTIMIZERS = ("sgd", "adam")
+LRS = (1e-4, 1e-3, 1e-2, 1e-1)
+LR_RANGE = (1e-4, 1e-1)
+# The paper's training recipe, as trial config keys.
+RECIPE = {
+    "label_smoothing": 0.1,
+    "lr_schedule": "onecycle",
+    "early_stop_patience": 5,
+    "select_by": "val_loss",
+    "measure_inference": True,
+    "pretrained": True,
+}
+TABLE2_CSV = "chromosomenet_table2.csv"
+TABLE3_CSV = "chromosomenet_table3_per_class.csv"
+TABLE4_CSV = "chromosomenet_table4_quartiles.csv"
+
+
+def grid(models=MODELS, optimizers=OPTIMIZERS, lrs=LRS) -> dict:
+    return {
+        "model": tune.grid_search(list(models)),
+        "optimizer": tune.grid_search(list(optimizers)),
+        "lr": tune.grid_search(list(lrs)),
+    }
+
+
+def optuna_space(models=MODELS, optimizers=OPTIMIZERS, lr_range=LR_RANGE) -> dict:
+    return {
+        "model": tune.choice(list(models)),
+        "optimizer": tune.choice(list(optimizers)),
+        "lr": tune.loguniform(*lr_range),
+    }
+
+
+def _by_model(filename: str) -> dict[str, dict[str, str]]:
+    rows = read_published(filename)
+    t2 = {r["baseline"]: r["model"] for r in read_published(TABLE2_CSV)}
+    return {t2[r["baseline"]]: r for r in rows}
+
+
+def table2() -> dict[str, dict[str, float]]:
+    """model -> params_m, gflops, precision, accuracy, f1, sensitivity, specificity, ..."""
+    out = {}
+    for r in read_published(TABLE2_CSV):
+        out[r["model"]] = {k: float(v) for k, v in r.items() if k not in ("baseline", "model")}
+    return out
+
+
+def table3() -> dict[str, dict[str, float]]:
+    """model -> class name ('1'..'22','X','Y','avg') -> per-class test accuracy %."""
+    return {
+        m: {k: float(v) for k, v in r.items() if k != "baseline"}
+        for m, r in _by_model(TABLE3_CSV).items()
+    }
+
+
+def table4() -> dict[str, dict[str, float]]:
+    """model -> min, q1, median, q3, iqr, max of the per-class accuracies %."""
+    return {
+        m: {k: float(v) for k, v in r.items() if k != "baseline"}
+        for m, r in _by_model(TABLE4_CSV).items()
+    }

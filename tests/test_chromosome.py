@@ -1,0 +1,132 @@
+"""Chromosome data: grouped splits never leak a case, class-folder trees of TIFFs load with
+no code change, and the pretrained-weights fallback is recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainables.chromosomes import CHROMOSOME_CLASSES, class_names
+from trainables.datasets import DataError, ImageSet, load_splits, pad_resize, split_pool
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_groups=st.integers(20, 60),
+    per_group=st.integers(3, 12),
+    n_classes=st.integers(2, 6),
+    seed=st.integers(0, 10_000),
+)
+def test_grouped_split_never_puts_a_group_in_two_splits(n_groups, per_group, n_classes, seed):
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_groups), per_group)
+    labels = rng.integers(0, n_classes, len(groups))
+    pool = ImageSet(np.zeros((len(groups), 1, 2, 2), np.uint8), labels, groups.astype(str))
+    tr, va, te = split_pool(pool, method="grouped", seed=seed)
+    sets = [set(groups[i]) for i in (tr, va, te)]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert sorted(np.concatenate([tr, va, te]).tolist()) == list(range(len(groups)))
+    assert 0.6 < len(tr) / len(groups) < 0.95
+
+
+def test_random_split_is_stratified_by_image():
+    labels = np.repeat(np.arange(4), 50)
+    pool = ImageSet(np.zeros((200, 1, 2, 2), np.uint8), labels, None)
+    tr, va, te = split_pool(pool, method="random", seed=0)
+    assert (len(tr), len(va), len(te)) == (160, 20, 20)
+    assert np.bincount(labels[te]).tolist() == [5, 5, 5, 5]
+    with pytest.raises(DataError, match="needs group ids"):
+        split_pool(pool, method="grouped", seed=0)
+
+
+def test_pad_resize_keeps_aspect_and_background():
+    img = np.full((1, 40, 10), 255, np.uint8)
+    img[:, 5:35, 3:7] = 0  # a dark bar on white
+    out = pad_resize(img, 20)
+    assert out.shape == (1, 20, 20)
+    assert out[0, 0, 0] == 255 and out[0, 10, 0] == 255  # padded with white, not stretched
+    assert out[0, 10, 10] < 100  # the bar is still in the middle
+    small = pad_resize(img[:, :20], 20, canvas=40)  # same canvas: half the height survives
+    assert (small[0] < 128).sum() < (pad_resize(img, 20, canvas=40)[0] < 128).sum()
+
+
+def test_class_folder_names():
+    assert class_names([str(i) for i in range(23, -1, -1)]) == [str(i) for i in range(24)]
+    assert class_names(list(reversed(CHROMOSOME_CLASSES))) == list(CHROMOSOME_CLASSES)
+    assert class_names(["b", "a"]) == ["a", "b"]
+
+
+def write_tiff_tree(root, images, labels, names):
+    from PIL import Image
+
+    for name in names:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+        Image.fromarray(img[0]).save(root / names[y] / f"img{i:05d}.tif")
+
+
+@pytest.fixture(scope="module")
+def gband_tiff_tree(tmp_path_factory, shared_data_root):
+    """24 class folders of TIFFs of varying size, made from the real G-band Parquet."""
+    import pyarrow.parquet as pq
+
+    from trainables.datasets import decode_png
+
+    table = pq.read_table(
+        shared_data_root / "chromosome_gband_612cells" / "all.parquet", columns=["image", "label"]
+    ).to_pandas()
+    pick = table.groupby("label").head(8)
+    root = tmp_path_factory.mktemp("tiff") / "chromosomes"
+    write_tiff_tree(
+        root,
+        [decode_png(b) for b in pick["image"]],
+        pick["label"].to_numpy(),
+        [str(i) for i in range(24)],
+    )
+    return root
+
+
+def test_tiff_tree_loads_like_the_parquet_set(gband_tiff_tree):
+    d = load_splits("image_folder", root=gband_tiff_tree, image_size=48, split="random")
+    assert d.classes == CHROMOSOME_CLASSES  # folders 0..23 named as 1..22, X, Y
+    assert d.train.images.shape[1:] == (1, 48, 48)
+    assert len(d.train) + len(d.val) + len(d.test) == 24 * 8
+    assert d.source.startswith("folder:") and len(d.sha256) == 64
+
+
+def test_tiff_tree_errors(tmp_path, gband_tiff_tree, copy_tree):
+    root = tmp_path / "t"
+    copy_tree(gband_tiff_tree, root)
+    (root / "5" / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match=r"notes.txt is not an image; allowed suffixes"):
+        load_splits("image_folder", root=root, image_size=32, split="random")
+    (root / "5" / "notes.txt").unlink()
+    for f in (root / "7").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match=r"class folder .*/7 is empty"):
+        load_splits("image_folder", root=root, image_size=32, split="random")
+
+
+def test_gband_grouped_split_counts(shared_data_root):
+    d = load_splits("chromosome_gband", root=shared_data_root, image_size=32)
+    assert len(d.train) + len(d.val) + len(d.test) == 28135
+    assert d.info["groups"]["train"] + d.info["groups"]["val"] + d.info["groups"]["test"] == 372
+    assert not set(d.train.groups) & set(d.test.groups)
+    assert len(d.info["per_class"]["test"]) == 24 and min(d.info["per_class"]["test"]) > 0
+
+
+def test_pretrained_fallback_is_recorded(monkeypatch):
+    from torchvision.models import _api
+
+    from trainables.models import build_model
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(_api.Weights, "get_state_dict", offline)
+    with pytest.warns(UserWarning, match="training from scratch"):
+        model = build_model("resnet50", num_classes=24, image_size=32, pretrained=True)
+    assert model.weights_source == "scratch (ImageNet weights unavailable: OSError)"
+    assert build_model("resnet50", num_classes=24, image_size=32).weights_source == "scratch"
