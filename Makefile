@@ -28,6 +28,7 @@ export CNNSWEEP_DATA_ROOT
 HTTP_OK = $(VENV)/bin/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" 2>/dev/null
 BUDGET ?= cpu
 SWEEP ?= mnist_optimizers
+TABLE ?= table1
 SWEEP_ARGS ?=
 
 .PHONY: install up down run test test-fast lint status
@@ -72,13 +73,20 @@ status:
 	-$(HTTP_OK) $(MLFLOW_URI)/health && echo "MLflow at $(MLFLOW_URI)"
 
 # The main job: the sweep submitted to the local Ray head, results into ./results.
+# Ray's job agent can lag a few seconds behind `ray start`; a submission it refuses with
+# "No available agent" ran nothing, so it is retried.
 run: up
-	ray job submit --address $(DASHBOARD_URL) --working-dir . \
-	  --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)"}}' \
-	  -- python sweeps/$(SWEEP).py --budget $(BUDGET) --data-root $(CNNSWEEP_DATA_ROOT) \
-	  --results-dir $(CURDIR)/results --tracking-uri $(MLFLOW_URI) $(SWEEP_ARGS)
+	@for i in 1 2 3 4 5 6; do \
+	  ray job submit --address $(DASHBOARD_URL) --working-dir . \
+	    --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)"}}' \
+	    -- python sweeps/$(SWEEP).py --budget $(BUDGET) --data-root $(CNNSWEEP_DATA_ROOT) \
+	    --results-dir $(CURDIR)/results --tracking-uri $(MLFLOW_URI) $(SWEEP_ARGS) \
+	    2>&1 | tee $(RUN_DIR)/last-job.log; rc=$${PIPESTATUS[0]}; \
+	  grep -q "No available agent" $(RUN_DIR)/last-job.log || exit $$rc; \
+	  echo "Ray's job agent is not ready yet; retrying in 5 s"; sleep 5; \
+	done; exit 1
 	@python -c "import pandas as pd; pd.set_option('display.width', 200); \
-	  print(pd.read_parquet('results/$(SWEEP)/table1.parquet').to_string())" 2>/dev/null || true
+	  print(pd.read_parquet('results/$(SWEEP)/$(TABLE).parquet').to_string())" 2>/dev/null || true
 	@echo "MLflow UI:     $(MLFLOW_URI)"
 	@echo "Ray dashboard: $(DASHBOARD_URL)"
 

@@ -17,8 +17,9 @@ Splits 80/10/10, stratified by class and grouped by case (``--split random``: by
 
 Budgets:
   paper  224 px, up to 500 epochs (patience 5), the full grid, 1 GPU per trial.
-  cpu    <= 60 min on 2 cores: 64 px, Adam lr 1e-3 only, 3 epochs (patience can't fire),
-         2,400 train / 480 val / 1,200 test images, one trial per model.
+  cpu    <= 60 min on 2 cores: 64 px, Adam lr 1e-3 only, 3 epochs (so patience can't
+         fire), stratified 3,600 train / 720 val images, the whole test split, one trial
+         per model and no ASHA (every model trains as long, so the table compares them).
   smoke  tests: MobileNetV2 and ResNet-50, 1 epoch of 96 images at 32 px.
 """
 

@@ -65,7 +65,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1 if cluster_gpus else 0)
     if gpus > cluster_gpus:
         return fail(
-            f"--gpus-per-trial {gpus}: the Ray cluster has {cluster_gpus:g} GPUs; "
+            f"--gpus-per-trial {gpus:g}: the Ray cluster has {cluster_gpus:g} GPUs; "
             "allowed: 0 on a cluster without GPUs"
         )
     cpus = plan.base_config["num_threads"]

@@ -59,6 +59,7 @@ class Budget:
     reduction_factor: float = 3.0  # ASHA: keep the top 1/rf at each rung
     cpus_per_trial: int = 1
     channels_last: bool = False
+    asha: bool = True  # False: every trial runs to the end (one trial per table row)
     expected_gap: str = ""
 
 
@@ -269,7 +270,7 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         lrs,
         base,
         samples,
-        not args.no_asha,
+        b.asha and not args.no_asha,
         grace,
         rf,
         results_dir / sweep.name,

@@ -77,7 +77,7 @@ def gband_tiff_tree(tmp_path_factory, shared_data_root):
     table = pq.read_table(
         shared_data_root / "chromosome_gband_612cells" / "all.parquet", columns=["image", "label"]
     ).to_pandas()
-    pick = table.groupby("label").head(8)
+    pick = table.groupby("label").head(12)
     root = tmp_path_factory.mktemp("tiff") / "chromosomes"
     write_tiff_tree(
         root,
@@ -92,7 +92,7 @@ def test_tiff_tree_loads_like_the_parquet_set(gband_tiff_tree):
     d = load_splits("image_folder", root=gband_tiff_tree, image_size=48, split="random")
     assert d.classes == CHROMOSOME_CLASSES  # folders 0..23 named as 1..22, X, Y
     assert d.train.images.shape[1:] == (1, 48, 48)
-    assert len(d.train) + len(d.val) + len(d.test) == 24 * 8
+    assert len(d.train) + len(d.val) + len(d.test) == 24 * 12
     assert d.source.startswith("folder:") and len(d.sha256) == 64
 
 
@@ -125,8 +125,67 @@ def test_pretrained_fallback_is_recorded(monkeypatch):
     def offline(*a, **k):
         raise OSError("no network")
 
-    monkeypatch.setattr(_api.Weights, "get_state_dict", offline)
+    monkeypatch.setattr(_api.WeightsEnum, "get_state_dict", offline)
     with pytest.warns(UserWarning, match="training from scratch"):
         model = build_model("resnet50", num_classes=24, image_size=32, pretrained=True)
     assert model.weights_source == "scratch (ImageNet weights unavailable: OSError)"
     assert build_model("resnet50", num_classes=24, image_size=32).weights_source == "scratch"
+
+
+@pytest.mark.slow
+def test_chromosome_sweep_on_a_tiff_folder(ray_local, mlflow_server, gband_tiff_tree, tmp_path):
+    """The same sweep, pointed at 24 class folders of TIFFs by --data alone."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.chromosome_baselines import SWEEP
+    from sweeps.results import load_results
+    from sweeps.runner import main
+
+    rc = main(
+        SWEEP,
+        [
+            "--budget",
+            "smoke",
+            "--data",
+            str(gband_tiff_tree),
+            "--split",
+            "random",
+            "--tracking-uri",
+            mlflow_server,
+            "--results-dir",
+            str(tmp_path / "res"),
+            "--storage-path",
+            str(tmp_path / "ray"),
+            "--name",
+            "tiff",
+        ],
+    )
+    assert rc == 0
+    for engine in ("pyarrow", "fastparquet"):
+        t = load_results("chromosome_baselines", tmp_path / "res", engine=engine)
+        assert {
+            "trials",
+            "epochs",
+            "table1_models",
+            "table2_metrics",
+            "table3_per_class",
+            "table4_quartiles",
+        } <= set(t)
+    t2 = t["table2_metrics"].set_index("model")
+    assert set(t2.index) == {"mobilenet_v2", "resnet50"}
+    assert t2.loc["resnet50", "published_accuracy"] == 98.62
+    assert t2["ours_accuracy"].between(0, 100).all()
+    assert (t2["ours_inference_s_per_1000_b1"] > 0).all()
+    t1 = t["table1_models"].set_index("model")
+    assert abs(t1.loc["resnet50", "ours_gflops_224px"] - 4.11) / 4.11 < 0.02
+    assert abs(t1.loc["resnet50", "ours_params_m"] - 23.56) < 0.01  # 24-class head, as published
+    t3 = t["table3_per_class"]
+    assert len(t3) == 2 * 25 and set(t3["class"]) == {*CHROMOSOME_CLASSES, "avg"}
+    trials = t["trials"]
+    assert trials["weights_source"].notna().all()
+    child = trials["mlflow_run_id"].iloc[0]
+    client = MlflowClient(mlflow_server)
+    assert "test_acc_class_X" in client.get_run(child).data.metrics
+    assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(child)}
+    md = (tmp_path / "res" / "chromosome_baselines" / "table2_metrics.md").read_text()
+    assert "TN/(TP+TN)" in md and "F1" in md

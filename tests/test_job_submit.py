@@ -38,6 +38,19 @@ def stop_head(gcs_port: int) -> None:
 @pytest.fixture
 def ray_head():
     gcs, dash = free_port(), free_port()
+    # Every port free, so a cluster the user left running (make up) cannot collide with it.
+    extra = {
+        f"--{name}-port": free_port()
+        for name in (
+            "dashboard-agent-listen",
+            "dashboard-agent-grpc",
+            "runtime-env-agent",
+            "metrics-export",
+            "ray-client-server",
+            "object-manager",
+            "node-manager",
+        )
+    }
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
     subprocess.run(
         [
@@ -51,6 +64,7 @@ def ray_head():
             "--include-dashboard=true",
             "--num-cpus=2",
             "--disable-usage-stats",
+            *(f"{k}={v}" for k, v in extra.items()),
         ],
         check=True,
         env=env,
@@ -68,40 +82,41 @@ def ray_head():
 def test_job_submit_runs_the_sweep(ray_head, mlflow_server, tiny_data_root, tmp_path):
     address, env = ray_head
     runtime_env = {"excludes": [".venv", ".run", ".git", "results"]}
-    out = subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
-            address,
-            "--working-dir",
-            str(REPO),
-            "--runtime-env-json",
-            json.dumps(runtime_env),
-            "--",
-            "python",
-            "sweeps/mnist_optimizers.py",
-            "--budget",
-            "smoke",
-            "--data-root",
-            str(tiny_data_root),
-            "--tracking-uri",
-            mlflow_server,
-            "--results-dir",
-            str(tmp_path / "res"),
-            "--storage-path",
-            str(tmp_path / "ray"),
-            "--name",
-            "job",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO,
-    )
-    log = out.stdout + out.stderr
+    sweep = [
+        "sweeps/mnist_optimizers.py",
+        "--budget",
+        "smoke",
+        "--name",
+        "job",
+        "--data-root",
+        str(tiny_data_root),
+        "--tracking-uri",
+        mlflow_server,
+        "--results-dir",
+        str(tmp_path / "res"),
+        "--storage-path",
+        str(tmp_path / "ray"),
+    ]
+    cmd = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        str(REPO),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        "python",
+        *sweep,
+    ]
+    for _ in range(12):  # the job agent can lag behind `ray start`; a refusal ran nothing
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+        log = out.stdout + out.stderr
+        if "No available agent" not in log:
+            break
+        time.sleep(5)
     assert out.returncode == 0, log[-4000:]
     assert "succeeded" in log and "| grid | resnet18 |" in log and mlflow_server in log
     table = pd.read_parquet(tmp_path / "res" / "mnist_optimizers" / "table1.parquet")
