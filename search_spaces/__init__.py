@@ -12,6 +12,28 @@ from pathlib import Path
 PUBLISHED_DIR = Path(__file__).parent / "published"
 
 
+def grid(models, optimizers, lrs) -> dict:
+    """Every model x optimizer x lr cell, as Tune grid-search axes."""
+    from ray import tune
+
+    return {
+        "model": tune.grid_search(list(models)),
+        "optimizer": tune.grid_search(list(optimizers)),
+        "lr": tune.grid_search(list(lrs)),
+    }
+
+
+def optuna_space(models, optimizers, lr_range) -> dict:
+    """TPE space: categorical model and optimizer, log-uniform lr over ``lr_range``."""
+    from ray import tune
+
+    return {
+        "model": tune.choice(list(models)),
+        "optimizer": tune.choice(list(optimizers)),
+        "lr": tune.loguniform(*lr_range),
+    }
+
+
 def read_published(filename: str) -> list[dict[str, str]]:
     """Rows of a published-table CSV; ``#`` lines are the transcriber's notes."""
     with open(PUBLISHED_DIR / filename, newline="") as f:

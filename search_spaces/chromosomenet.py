@@ -7,8 +7,6 @@ picks, beside the paper's Tables 1-4.
 
 from __future__ import annotations
 
-from ray import tune
-
 from search_spaces import read_published
 
 MODELS = (
@@ -36,22 +34,6 @@ RECIPE = {
 TABLE2_CSV = "chromosomenet_table2.csv"
 TABLE3_CSV = "chromosomenet_table3_per_class.csv"
 TABLE4_CSV = "chromosomenet_table4_quartiles.csv"
-
-
-def grid(models=MODELS, optimizers=OPTIMIZERS, lrs=LRS) -> dict:
-    return {
-        "model": tune.grid_search(list(models)),
-        "optimizer": tune.grid_search(list(optimizers)),
-        "lr": tune.grid_search(list(lrs)),
-    }
-
-
-def optuna_space(models=MODELS, optimizers=OPTIMIZERS, lr_range=LR_RANGE) -> dict:
-    return {
-        "model": tune.choice(list(models)),
-        "optimizer": tune.choice(list(optimizers)),
-        "lr": tune.loguniform(*lr_range),
-    }
 
 
 def _by_model(filename: str) -> dict[str, dict[str, str]]:

@@ -7,8 +7,6 @@ range; Optuna samples the same range log-uniformly.
 
 from __future__ import annotations
 
-from ray import tune
-
 from search_spaces import read_published
 
 MODELS = ("vgg16", "googlenet", "resnet18")
@@ -16,24 +14,6 @@ OPTIMIZERS = ("sgd", "adam")
 LRS = (0.001, 0.01, 0.1)
 LR_RANGE = (1e-3, 1e-1)
 PUBLISHED_CSV = "deepnets_mnist_table1.csv"
-
-
-def grid(models=MODELS, optimizers=OPTIMIZERS, lrs=LRS) -> dict:
-    """The full grid (18 cells by default), as Tune grid-search axes."""
-    return {
-        "model": tune.grid_search(list(models)),
-        "optimizer": tune.grid_search(list(optimizers)),
-        "lr": tune.grid_search(list(lrs)),
-    }
-
-
-def optuna_space(models=MODELS, optimizers=OPTIMIZERS, lr_range=LR_RANGE) -> dict:
-    """TPE space: categorical model and optimizer, log-uniform lr."""
-    return {
-        "model": tune.choice(list(models)),
-        "optimizer": tune.choice(list(optimizers)),
-        "lr": tune.loguniform(*lr_range),
-    }
 
 
 def published() -> list[dict]:

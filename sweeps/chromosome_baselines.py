@@ -33,7 +33,7 @@ import pandas as pd
 
 from search_spaces import chromosomenet as space
 from search_spaces import published_notes
-from sweeps.runner import Budget, SweepDef, main
+from sweeps.runner import Budget, main, sweep_def
 from trainables.chromosomes import CHROMOSOME_CLASSES
 from trainables.metrics import count_gflops, count_params, quartiles
 from trainables.models import build_model
@@ -168,16 +168,11 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-SWEEP = SweepDef(
+SWEEP = sweep_def(
+    space,
     name="chromosome_baselines",
     dataset="chromosome_gband",
     budgets=BUDGETS,
-    models=space.MODELS,
-    optimizers=space.OPTIMIZERS,
-    lrs=space.LRS,
-    lr_range=space.LR_RANGE,
-    grid=space.grid,
-    optuna_space=space.optuna_space,
     make_tables=tables,
     fixed_config=dict(space.RECIPE),
 )

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+import search_spaces
 from sweeps import plots
 from sweeps.results import provenance, to_markdown, write_parquet, write_text
 from sweeps.runner import METRIC, MODE, STORAGE_ENV, Plan, fail
@@ -136,13 +137,13 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
 
     space = dict(plan.base_config)
     if plan.search == "grid":
-        space |= plan.sweep.grid(plan.models, plan.optimizers, plan.lrs)
+        space |= search_spaces.grid(plan.models, plan.optimizers, plan.lrs)
         search_alg, num_samples = None, 1
     else:
         from optuna.samplers import TPESampler
         from ray.tune.search.optuna import OptunaSearch
 
-        space |= plan.sweep.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
+        space |= search_spaces.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
         search_alg = OptunaSearch(sampler=TPESampler(seed=args.seed))
         num_samples = plan.num_samples
     epochs = plan.base_config["epochs"]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from search_spaces import mnist_table1 as space
 from search_spaces import published_notes
-from sweeps.runner import Budget, SweepDef, main
+from sweeps.runner import Budget, main, sweep_def
 
 BUDGETS = {
     "paper": Budget("paper", "the paper's setup (GPU)", epochs=10, image_size=224, num_samples=30),
@@ -120,17 +120,8 @@ def table1(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"table1": table}
 
 
-SWEEP = SweepDef(
-    name="mnist_optimizers",
-    dataset="mnist",
-    budgets=BUDGETS,
-    models=space.MODELS,
-    optimizers=space.OPTIMIZERS,
-    lrs=space.LRS,
-    lr_range=space.LR_RANGE,
-    grid=space.grid,
-    optuna_space=space.optuna_space,
-    make_tables=table1,
+SWEEP = sweep_def(
+    space, name="mnist_optimizers", dataset="mnist", budgets=BUDGETS, make_tables=table1
 )
 
 if __name__ == "__main__":

@@ -72,12 +72,21 @@ class SweepDef:
     optimizers: tuple[str, ...]
     lrs: tuple[float, ...]
     lr_range: tuple[float, float]
-    grid: Callable[..., dict]  # (models, optimizers, lrs) -> Tune grid axes
-    optuna_space: Callable[..., dict]  # (models, optimizers, lr_range) -> Tune distributions
     # trials DataFrame -> {table name: DataFrame}; the first table is printed at the end
     make_tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
     fixed_config: dict = field(default_factory=dict)  # trial keys every trial gets
     val_fraction: float = 0.1
+
+
+def sweep_def(space, **kw) -> SweepDef:
+    """A SweepDef whose models, optimizers, lrs and lr range come from a search-space module."""
+    return SweepDef(
+        models=space.MODELS,
+        optimizers=space.OPTIMIZERS,
+        lrs=space.LRS,
+        lr_range=space.LR_RANGE,
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------------------- flags
