@@ -225,6 +225,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
                 "test_acc_pct",
                 f"{plan.sweep.name} ({b.name}): test accuracy %",
                 Path(tmp) / "heatmap_test_acc.png",
+                rows=[(m, o) for m in plan.models for o in plan.optimizers],
             )
         written = write_results(out, trials, epochs_df, tables, prov, heat)
         for path in written:

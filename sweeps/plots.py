@@ -69,9 +69,16 @@ def learning_curves_png(epochs: pd.DataFrame, title: str, path: Path) -> Path:
     return path
 
 
-def heatmap_png(df: pd.DataFrame, value: str, title: str, path: Path) -> Path:
-    """``value`` (percent) over (model, optimizer) rows x lr columns, annotated."""
+def heatmap_png(
+    df: pd.DataFrame, value: str, title: str, path: Path, rows: list[tuple] | None = None
+) -> Path:
+    """``value`` (percent) over (model, optimizer) rows x lr columns, annotated.
+
+    ``rows`` orders the (model, optimizer) rows as the paper lists them.
+    """
     pivot = df.pivot_table(index=["model", "optimizer"], columns="lr", values=value)
+    if rows:
+        pivot = pivot.reindex([r for r in rows if r in pivot.index])
     fig, ax = plt.subplots(figsize=(1.6 * len(pivot.columns) + 3, 0.55 * len(pivot) + 1.6))
     im = ax.imshow(pivot.values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(pivot.columns)), [f"lr {c:g}" for c in pivot.columns])
