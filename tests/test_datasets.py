@@ -99,3 +99,25 @@ def test_real_mnist_from_shared_data(shared_data_root):
     ]
     mean = np.concatenate([d.train.images, d.val.images]).mean() / 255
     assert abs(mean - 0.1307) < 1e-3
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """MNIST's idx format: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, raw bytes."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_torchvision_source_reads_standard_files(tmp_path):
+    """--download path for users with a network, tested offline on files in torchvision's
+    own layout (root/MNIST/raw/*-ubyte), so only the download itself goes untested."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    train, test = make_synthetic(60, num_classes=10, seed=1), make_synthetic(20, seed=2)
+    for prefix, s in (("train", train), ("t10k", test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", s.images[:, 0])
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", s.labels)
+    d = load_splits("mnist", root=tmp_path, download=True, val_fraction=0.5)
+    assert d.source.startswith("torchvision:")
+    assert (len(d.train), len(d.val), len(d.test)) == (30, 30, 20)
+    assert np.array_equal(np.sort(d.test.labels), np.sort(test.labels))
+    assert d.train.images.shape[1:] == (1, 28, 28) and d.train.images.dtype == np.uint8
