@@ -29,7 +29,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 import search_spaces
 from sweeps import plots
-from sweeps.results import provenance, to_markdown, write_parquet, write_text
+from sweeps.results import copy_file, provenance, to_markdown, write_parquet, write_text
 from sweeps.runner import METRIC, MODE, STORAGE_ENV, Plan, fail
 from sweeps.tracking import MlflowTrialLogger, start_parent_run
 from trainables.datasets import DataSplits
@@ -400,15 +400,9 @@ def write_results(
     written.append(path)
     if heatmap is not None:
         target = out / heatmap.name
-        write_text_bytes(heatmap, target)
+        copy_file(heatmap, target)
         written.append(target)
     return written
-
-
-def write_text_bytes(src: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(src.read_bytes())
-    os.replace(tmp, target)
 
 
 def provenance_md(prov: dict) -> str:

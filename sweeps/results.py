@@ -122,6 +122,12 @@ def write_text(text: str, path: Path) -> None:
     _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
+def copy_file(src: Path, path: Path) -> None:
+    """Copy a file (a figure) into the results, atomically like every table."""
+    data = Path(src).read_bytes()
+    _atomic(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     """A GitHub Markdown table (no tabulate dependency); missing values shown as '—'.
 
