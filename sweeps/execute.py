@@ -33,7 +33,13 @@ from sweeps.results import copy_file, provenance, to_markdown, write_parquet, wr
 from sweeps.runner import METRIC, MODE, STORAGE_ENV, Plan, fail
 from sweeps.tracking import MlflowTrialLogger, start_parent_run
 from trainables.datasets import DataSplits
-from trainables.trainable import EPOCH_METRICS, TEST_METRICS, evaluate_checkpoint, train_trial
+from trainables.trainable import (
+    EPOCH_METRICS,
+    TEST_METRICS,
+    evaluate_checkpoint,
+    resolve_config,
+    train_trial,
+)
 
 
 def public_uri(uri: str) -> str:
@@ -55,11 +61,19 @@ def init_ray(address: str | None) -> None:
 
 
 @ray.remote
-def _final_eval(checkpoint, config: dict, data: DataSplits) -> dict:
+def _final_eval(checkpoint, config: dict, data: dict[str, DataSplits]) -> dict:
     return evaluate_checkpoint(checkpoint, config, data)
 
 
-def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -> int:
+def data_provenance(data: dict[str, DataSplits]) -> dict:
+    one = {n: {"source": d.source, "sha256": d.sha256, **d.info} for n, d in data.items()}
+    if len(one) == 1:
+        (name, d), *_ = one.items()
+        return {"name": name, **d}
+    return one
+
+
+def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], uri: str) -> int:
     t_start = time.time()
     init_ray(args.ray_address)
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
@@ -84,7 +98,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
             "time_attr": "epoch",
             "metric": METRIC,
         },
-        data={"name": data.name, "source": data.source, "sha256": data.sha256, **data.info},
+        data=data_provenance(data),
         tracking_uri=public_uri(uri),
         run_name=plan.run_name,
         seed=args.seed,
@@ -101,8 +115,8 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
         "budget": b.name,
         "search": plan.search,
         "git_commit": prov["git_commit"],
-        "data_sha256": data.sha256,
-        "data_source": data.source,
+        "data_sha256": ",".join(d.sha256 for d in data.values()),
+        "data_source": ",".join(d.source for d in data.values()),
         "torch_version": prov["versions"]["torch"],
         "ray_version": prov["versions"]["ray"],
         "seed": args.seed,
@@ -121,9 +135,12 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
             "epochs": plan.base_config["epochs"],
             "image_size": b.image_size,
             "batch_size": b.batch_size,
-            "train_images": len(data.train),
-            "val_images": len(data.val),
-            "test_images": len(data.test),
+            "datasets": ",".join(data),
+            **{
+                f"{k}_images" + (f"_{n}" if len(data) > 1 else ""): len(getattr(d, k))
+                for n, d in data.items()
+                for k in ("train", "val", "test")
+            },
             "asha": plan.asha,
             "grace_period": plan.grace_period,
             "reduction_factor": plan.reduction_factor,
@@ -132,11 +149,27 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
     run_url = f"{public_uri(uri).rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
     print(f"[mlflow] parent run {run_url}", flush=True)
     logger = MlflowTrialLogger(
-        uri, exp_id, parent_id, {k: tags[k] for k in ("sweep", "budget", "git_commit")}
+        uri,
+        exp_id,
+        parent_id,
+        {k: tags[k] for k in ("sweep", "budget", "git_commit")},
+        cells=plan.cells,
     )
 
     space = dict(plan.base_config)
-    if plan.search == "grid":
+    if plan.cells is not None:  # table rows: Tune sees the row label (and Optuna's lr)
+        from ray.tune.search.optuna import OptunaSearch
+
+        labels = list(plan.cells)
+        space = {"label": tune.grid_search(labels)} if plan.search == "grid" else {}
+        search_alg, num_samples = None, 1
+        if plan.search == "optuna":
+            from optuna.samplers import TPESampler
+
+            space = {"label": tune.choice(labels), "lr": tune.loguniform(*plan.sweep.lr_range)}
+            search_alg = OptunaSearch(sampler=TPESampler(seed=args.seed))
+            num_samples = plan.num_samples
+    elif plan.search == "grid":
         space |= search_spaces.grid(plan.models, plan.optimizers, plan.lrs)
         search_alg, num_samples = None, 1
     else:
@@ -146,7 +179,9 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
         space |= search_spaces.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
         search_alg = OptunaSearch(sampler=TPESampler(seed=args.seed))
         num_samples = plan.num_samples
-    epochs = plan.base_config["epochs"]
+    epochs = (
+        max(c["epochs"] for c in plan.cells.values()) if plan.cells else plan.base_config["epochs"]
+    )
     scheduler = (
         ASHAScheduler(
             time_attr="epoch",
@@ -161,7 +196,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
         args.storage_path or os.environ.get(STORAGE_ENV) or str(Path("~/ray_results").expanduser())
     )
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data), {"cpu": cpus, "gpu": gpus}
+        tune.with_parameters(train_trial, data=data, cells=plan.cells), {"cpu": cpus, "gpu": gpus}
     )
     tuner = tune.Tuner(
         trainable,
@@ -185,7 +220,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
     )
     results = tuner.fit()
 
-    trials, epochs_df, confusions = collect(results, logger, epochs)
+    trials, epochs_df, confusions = collect(results, logger, epochs, plan.cells)
     # Test evaluation of trials that ASHA stopped before their own final epoch.
     todo = trials.index[trials["test_acc"].isna() & (trials["status"] == "TERMINATED")]
     if len(todo):
@@ -199,7 +234,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
         }
         for i, ref in refs.items():
             out = ray.get(ref)
-            for k in (*TEST_METRICS, "weights_source", "test_per_class_acc"):
+            for k in (*TEST_METRICS, "weights_source", "test_per_class_acc", "test_worst"):
                 if k in out:
                     trials.at[i, k] = out[k]
             trials.at[i, "test_evaluated_by"] = "sweep"
@@ -225,9 +260,15 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
                 "test_acc_pct",
                 f"{plan.sweep.name} ({b.name}): test accuracy %",
                 Path(tmp) / "heatmap_test_acc.png",
-                rows=[(m, o) for m in plan.models for o in plan.optimizers],
+                **(
+                    {"index": ["label"], "columns": "dataset", "rows": [(c,) for c in plan.cells]}
+                    if plan.cells
+                    else {"rows": [(m, o) for m in plan.models for o in plan.optimizers]}
+                ),
             )
-        written = write_results(out, trials, epochs_df, tables, prov, heat)
+        figures = [heat] if heat else []
+        figures += best_trial_figures(trials, confusions, data, Path(tmp))
+        written = write_results(out, trials, epochs_df, tables, prov, figures)
         for path in written:
             logger._call("log_artifact", parent_id, str(path))
     best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
@@ -255,7 +296,46 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: DataSplits, uri: str) -
     return 0
 
 
-def collect(results, logger: MlflowTrialLogger, max_epochs: int):
+def best_trial_figures(
+    trials: pd.DataFrame, confusions: dict, data: dict[str, DataSplits], folder: Path
+) -> list[Path]:
+    """Per dataset, the trial validation likes best: its test confusion matrix and (when
+    the trial reported them) its most confidently wrong test images."""
+    out = []
+    done = trials[trials["test_acc"].notna()]
+    for name, group in done.groupby("dataset", sort=False):
+        best = group.loc[group["best_val_acc"].idxmax()]
+        d = data[name]
+        title = f"best on {name} by validation: {best['label'] or best['model']}"
+        if best["trial_id"] in confusions:
+            out.append(
+                plots.confusion_matrix_png(
+                    np.array(confusions[best["trial_id"]]),
+                    list(d.classes),
+                    f"{title}\ntest acc {100 * best['test_acc']:.2f} %",
+                    folder / f"best_{name}_confusion.png",
+                )
+            )
+        if isinstance(best.get("test_worst"), str):
+            out.append(worst_png(best, d, title, folder / f"best_{name}_worst_images.png"))
+    return out
+
+
+def worst_png(row, d: DataSplits, title: str, path: Path) -> Path:
+    worst = np.array(json.loads(row["test_worst"]), dtype=float).reshape(-1, 4)
+    idx = worst[:, 0].astype(int)
+    return plots.worst_images_png(
+        d.test.images[idx],
+        worst[:, 1].astype(int),
+        worst[:, 2].astype(int),
+        worst[:, 3],
+        list(d.classes),
+        f"{title}: most confidently wrong test images",
+        path,
+    )
+
+
+def collect(results, logger: MlflowTrialLogger, max_epochs: int, cells=None):
     """ResultGrid -> (trials DataFrame, epochs DataFrame, confusion matrices by trial id)."""
     by_path = {v: k for k, v in logger.trial_paths.items()}
     rows, epoch_frames, confusions = [], [], {}
@@ -264,7 +344,7 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int):
         tid = last.get("trial_id") or by_path.get(res.path, Path(res.path).name)
         df = res.metrics_dataframe
         df = df if df is not None and len(df) else pd.DataFrame(columns=list(EPOCH_METRICS))
-        cfg = res.config
+        cfg = resolve_config(res.config, cells)
         run_id = logger.run_ids.get(tid)
         epochs_run = int(df["epoch"].max()) if len(df) else 0
         status = "ERROR" if res.error else "TERMINATED"
@@ -273,27 +353,34 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int):
         rows.append(
             {
                 "trial_id": tid,
+                "label": cfg.get("label", ""),
+                "dataset": cfg.get("dataset"),
                 "model": cfg["model"],
                 "optimizer": cfg["optimizer"],
                 "lr": float(cfg["lr"]),
                 "momentum": float(cfg.get("momentum", 0.0)),
                 "batch_size": int(cfg["batch_size"]),
                 "image_size": int(cfg["image_size"]),
-                "max_epochs": max_epochs,
+                "max_epochs": int(cfg.get("epochs", max_epochs)),
+                "augment": cfg.get("augment", "none"),
+                "train_rule": cfg.get("train_rule", "epoch"),
                 "seed": int(cfg["seed"]),
                 "status": status,
                 "epochs_run": epochs_run,
-                # stopped by ASHA: ended before max_epochs without the patience rule firing
+                # stopped by ASHA: ended before its epochs without a stopping rule firing
                 "stopped_early": bool(
                     status == "TERMINATED"
-                    and epochs_run < max_epochs
-                    and not last.get("stopped_by_patience", False)
+                    and epochs_run < int(cfg.get("epochs", max_epochs))
+                    and not last.get("stopped_by_rule")
                 ),
                 **{k: last.get(k, np.nan) for k in TEST_METRICS},
                 "test_per_class_acc": last.get("test_per_class_acc"),
                 "weights_source": last.get("weights_source"),
-                "stopped_by_patience": bool(last.get("stopped_by_patience", False)),
+                "stopped_by_rule": last.get("stopped_by_rule") or None,
+                "rule_saves": last.get("rule_saves", np.nan),
+                "test_worst": last.get("test_worst"),
                 "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else np.nan,
+                "final_train_acc": float(df["train_acc"].iloc[-1]) if len(df) else np.nan,
                 "test_evaluated_by": "trial" if "test_acc" in last else None,
                 "wall_s": float(last.get("time_total_s", np.nan)),
                 "images_per_s": float(df["images_per_s"].median()) if len(df) else np.nan,
@@ -325,13 +412,18 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int):
 
 
 def log_trial_artifacts(
-    logger, trials: pd.DataFrame, epochs_df: pd.DataFrame, confusions: dict, data: DataSplits
+    logger,
+    trials: pd.DataFrame,
+    epochs_df: pd.DataFrame,
+    confusions: dict,
+    data: dict[str, DataSplits],
 ) -> None:
     """Confusion matrix and learning curves per trial, plus final tags and test metrics."""
     for row in trials.itertuples():
         if not row.mlflow_run_id:
             continue
-        title = f"{row.model} / {row.optimizer} / lr {row.lr:g}"
+        d = data[row.dataset]
+        title = row.label or f"{row.model} / {row.optimizer} / lr {row.lr:g}"
         with tempfile.TemporaryDirectory() as tmp:
             arts = []
             ep = epochs_df[epochs_df["trial_id"] == row.trial_id]
@@ -341,11 +433,13 @@ def log_trial_artifacts(
                 arts.append(
                     plots.confusion_matrix_png(
                         np.array(confusions[row.trial_id]),
-                        list(data.classes),
+                        list(d.classes),
                         f"{title}: test confusion (acc {100 * row.test_acc:.2f} %)",
                         Path(tmp) / "confusion_matrix.png",
                     )
                 )
+            if isinstance(row.test_worst, str):
+                arts.append(worst_png(row._asdict(), d, title, Path(tmp) / "worst_images.png"))
             metrics = (
                 {k: getattr(row, k) for k in TEST_METRICS if pd.notna(getattr(row, k))}
                 if row.test_evaluated_by == "sweep"
@@ -355,7 +449,7 @@ def log_trial_artifacts(
                 per_class = json.loads(row.test_per_class_acc)
                 metrics |= {
                     f"test_acc_class_{c}": v
-                    for c, v in zip(data.classes, per_class, strict=True)
+                    for c, v in zip(d.classes, per_class, strict=True)
                     if v is not None
                 }
             logger.log_final(
@@ -379,7 +473,7 @@ def write_results(
     epochs_df: pd.DataFrame,
     tables: dict[str, pd.DataFrame],
     prov: dict,
-    heatmap: Path | None,
+    figures: list[Path],
 ) -> list[Path]:
     """Every table as Parquet (+ Markdown for the paper tables), each written atomically."""
     written = []
@@ -398,9 +492,9 @@ def write_results(
     path = out / "provenance.json"
     write_text(json.dumps(prov, indent=1, default=str) + "\n", path)
     written.append(path)
-    if heatmap is not None:
-        target = out / heatmap.name
-        copy_file(heatmap, target)
+    for fig in figures:
+        target = out / fig.name
+        copy_file(fig, target)
         written.append(target)
     return written
 

@@ -70,19 +70,30 @@ def learning_curves_png(epochs: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def heatmap_png(
-    df: pd.DataFrame, value: str, title: str, path: Path, rows: list[tuple] | None = None
+    df: pd.DataFrame,
+    value: str,
+    title: str,
+    path: Path,
+    rows: list[tuple] | None = None,
+    index: list[str] | None = None,
+    columns: str = "lr",
 ) -> Path:
-    """``value`` (percent) over (model, optimizer) rows x lr columns, annotated.
-
-    ``rows`` orders the (model, optimizer) rows as the paper lists them.
-    """
-    pivot = df.pivot_table(index=["model", "optimizer"], columns="lr", values=value)
+    """``value`` (percent) over ``index`` rows (default model, optimizer) x ``columns``
+    (default lr), annotated. ``rows`` orders the rows as the paper lists them."""
+    index = index or ["model", "optimizer"]
+    pivot = df.pivot_table(index=index, columns=columns, values=value)
     if rows:
-        pivot = pivot.reindex([r for r in rows if r in pivot.index])
-    fig, ax = plt.subplots(figsize=(1.6 * len(pivot.columns) + 3, 0.55 * len(pivot) + 1.6))
+        keys = rows if len(index) > 1 else [r[0] for r in rows]
+        pivot = pivot.reindex([r for r in keys if r in pivot.index])
+    width = 1.6 * len(pivot.columns) + (6 if columns != "lr" else 3)
+    fig, ax = plt.subplots(figsize=(width, 0.55 * len(pivot) + 1.6))
     im = ax.imshow(pivot.values, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(pivot.columns)), [f"lr {c:g}" for c in pivot.columns])
-    ax.set_yticks(range(len(pivot)), [f"{m} / {o}" for m, o in pivot.index])
+    ax.set_xticks(
+        range(len(pivot.columns)),
+        [f"lr {c:g}" if columns == "lr" else str(c) for c in pivot.columns],
+    )
+    names = [" / ".join(map(str, r if isinstance(r, tuple) else (r,))) for r in pivot.index]
+    ax.set_yticks(range(len(pivot)), names)
     vals = pivot.values
     finite = vals[np.isfinite(vals)]
     mid = (finite.min() + finite.max()) / 2 if finite.size else 0
@@ -103,3 +114,54 @@ def heatmap_png(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def worst_images_png(
+    images: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    confidence: np.ndarray,
+    classes: list[str],
+    title: str,
+    path: Path,
+    cols: int = 5,
+) -> Path:
+    """Grid of test images captioned "true → pred (confidence %)", in the caller's order.
+
+    The Keras CIFAR-10 report's "25 worst classified" figure: the caller picks the wrong
+    predictions with the highest confidence (``confidence`` in [0, 1]) and sorts them;
+    ``images`` are uint8 ``N x C x H x W`` with C = 1 (drawn grey) or 3.
+    """
+    images = np.asarray(images)
+    n = len(images)
+    if not (len(true) == len(pred) == len(confidence) == n):
+        raise ValueError(
+            f"images, true, pred, confidence differ in length: "
+            f"{n}, {len(true)}, {len(pred)}, {len(confidence)}"
+        )
+    if n == 0:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+        ax.axis("off")
+    else:
+        cols = max(1, min(cols, n))
+        rows = -(-n // cols)  # ceiling division
+        fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows + 0.4), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < n:
+                _draw_tile(ax, images[i], f"{classes[true[i]]} → {classes[pred[i]]}", confidence[i])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _draw_tile(ax: plt.Axes, image: np.ndarray, label: str, confidence: float) -> None:
+    """One C x H x W uint8 image with its caption; fixed 0..255 scale so tiles compare."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(np.transpose(image, (1, 2, 0)))
+    ax.set_title(f"{label} ({100 * float(confidence):.1f} %)", fontsize=7)

@@ -76,6 +76,12 @@ class SweepDef:
     make_tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
     fixed_config: dict = field(default_factory=dict)  # trial keys every trial gets
     val_fraction: float = 0.1
+    # Sweeps that fill fixed table rows rather than a model x optimizer x lr product:
+    # budget -> {row label: trial config keys (model, optimizer, lr, dataset, ...)}.
+    cells: Callable[[Budget], dict[str, dict]] | None = None
+    # (train, val, test) of one pool made of all the source's images (ANet-c6: 90/5/5);
+    # None: the source's own test split, validation carved from train (val_fraction).
+    split_fractions: tuple[float, float, float] | None = None
 
 
 def sweep_def(space, **kw) -> SweepDef:
@@ -130,8 +136,12 @@ def build_parser(sweep: SweepDef, doc: str | None = None) -> argparse.ArgumentPa
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")
     p.add_argument(
         "--dataset",
-        default=sweep.dataset,
-        help=f"registered dataset (default {sweep.dataset}): {', '.join(list_datasets())}",
+        default=None if sweep.cells else sweep.dataset,
+        help=(
+            "comma-separated subset of the datasets the table rows use (default: all)"
+            if sweep.cells
+            else f"registered dataset (default {sweep.dataset}): {', '.join(list_datasets())}"
+        ),
     )
     p.add_argument(
         "--data",
@@ -208,6 +218,8 @@ class Plan:
     reduction_factor: float
     results_dir: Path
     run_name: str
+    datasets: tuple[str, ...] = ()
+    cells: dict[str, dict] | None = None  # label -> full trial config (table-row sweeps)
 
 
 def _subset(kind: str, asked, allowed: tuple) -> tuple:
@@ -252,16 +264,25 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         base["momentum"] = args.momentum
     if args.no_pretrained:
         base["pretrained"] = False
-    if args.dataset not in list_datasets():
-        raise ConfigError(
-            f"--dataset {args.dataset!r} is unknown; allowed: {', '.join(list_datasets())}"
-        )
-    # Validate every grid cell (or, for Optuna, every category at both ends of the lr range).
-    lr_values = lrs if args.search == "grid" else sweep.lr_range
-    for model, opt, lr in itertools.product(models, optimizers, lr_values):
-        TrialConfig.from_dict({**base, "model": model, "optimizer": opt, "lr": lr})
     grace = b.grace_period if args.grace_period is None else args.grace_period
     rf = b.reduction_factor if args.reduction_factor is None else args.reduction_factor
+    if sweep.cells:
+        cells, datasets = plan_cells(sweep, b, args, base, models, optimizers)
+    else:
+        cells, datasets = None, ("image_folder" if args.data else args.dataset,)
+        if args.dataset not in list_datasets():
+            raise ConfigError(
+                f"--dataset {args.dataset!r} is unknown; allowed: {', '.join(list_datasets())}"
+            )
+        base["dataset"] = datasets[0]
+    # Validate every grid cell (or, for Optuna, every category at both ends of the lr range).
+    lr_values = lrs if args.search == "grid" else sweep.lr_range
+    if cells is None:
+        for model, opt, lr in itertools.product(models, optimizers, lr_values):
+            TrialConfig.from_dict({**base, "model": model, "optimizer": opt, "lr": lr})
+    else:
+        for cell, lr in itertools.product(cells.values(), lr_values):
+            TrialConfig.from_dict({**cell, "lr": lr} if args.search == "optuna" else cell)
     if not 1 <= grace <= epochs:
         raise ConfigError(f"--grace-period {grace}: allowed 1..{epochs} (the epochs)")
     if rf < 2:
@@ -284,7 +305,34 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         rf,
         results_dir / sweep.name,
         args.name or f"{b.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        datasets,
+        cells,
     )
+
+
+def plan_cells(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers):
+    """The table rows this run fills: the budget's rows, filtered by --models,
+    --optimizers and --dataset, expanded over --lrs when given; each a full config."""
+    rows = sweep.cells(b)
+    used = tuple(dict.fromkeys(c["dataset"] for c in rows.values()))
+    datasets = _subset("dataset", args.dataset and tuple(args.dataset.split(",")), used)
+    for d in datasets:
+        if d not in list_datasets():
+            raise ConfigError(f"dataset {d!r} is unknown; allowed: {', '.join(list_datasets())}")
+    cells = {}
+    for label, row in rows.items():
+        if row["model"] in models and row["optimizer"] in optimizers and row["dataset"] in datasets:
+            for lr in args.lrs or (row["lr"],):
+                key = f"{label} (lr {lr:g})" if args.lrs else label
+                cell = {**base, **row, "lr": lr, "label": key}
+                if args.epochs is not None:
+                    cell["epochs"] = args.epochs
+                cells[key] = cell
+    if not cells:
+        raise ConfigError(
+            f"no table row matches --models/--optimizers/--dataset; rows: {', '.join(rows)}"
+        )
+    return cells, datasets
 
 
 def check_writable(folder: Path) -> None:
@@ -300,14 +348,17 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
-def load_data(plan: Plan, args: argparse.Namespace) -> DataSplits:
+def load_data(plan: Plan, args: argparse.Namespace) -> dict[str, DataSplits]:
+    """Every dataset the plan uses, decoded once on the driver: {name: splits}."""
+    return {name: load_one(plan, args, name) for name in plan.datasets}
+
+
+def load_one(plan: Plan, args: argparse.Namespace, name: str) -> DataSplits:
     t0 = time.perf_counter()
     b = plan.budget
-    print(f"[data] decoding {args.data or args.dataset} once for all trials ...", flush=True)
-    name, root = (
-        ("image_folder", Path(args.data).expanduser().resolve())
-        if args.data
-        else (args.dataset, resolve_data_root(args.data_root))
+    print(f"[data] decoding {args.data or name} once for all trials ...", flush=True)
+    root = (
+        Path(args.data).expanduser().resolve() if args.data else resolve_data_root(args.data_root)
     )
     data = load_splits(
         name,
@@ -316,19 +367,21 @@ def load_data(plan: Plan, args: argparse.Namespace) -> DataSplits:
         split=args.split,
         download=args.download,
         val_fraction=plan.sweep.val_fraction,
+        split_fractions=plan.sweep.split_fractions,
         seed=args.seed,
         train_limit=b.train_limit,
         val_limit=b.val_limit,
         test_limit=b.test_limit,
     )
-    if plan.base_config["batch_size"] > len(data.train):
+    batch = max(c["batch_size"] for c in (plan.cells or {"": plan.base_config}).values())
+    if batch > len(data.train):
         raise ConfigError(
-            f"batch_size {plan.base_config['batch_size']} is larger than the "
-            f"{len(data.train)} training images; allowed <= {len(data.train)}"
+            f"batch_size {batch} is larger than the {len(data.train)} training images of "
+            f"{name}; allowed <= {len(data.train)}"
         )
     mb = sum(s.images.nbytes for s in (data.train, data.val, data.test)) / 2**20
     print(
-        f"[data] {data.info} from {data.source} ({mb:.0f} MiB uint8, "
+        f"[data] {name}: {data.info} from {data.source} ({mb:.0f} MiB uint8, "
         f"{time.perf_counter() - t0:.1f} s)",
         flush=True,
     )

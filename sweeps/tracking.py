@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # noqa: E402
 from ray import tune  # noqa: E402
 
-from trainables.trainable import EPOCH_METRICS, TEST_METRICS  # noqa: E402
+from trainables.trainable import EPOCH_METRICS, TEST_METRICS, resolve_config  # noqa: E402
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
@@ -70,13 +70,22 @@ def start_parent_run(
 
 
 def trial_run_name(config: dict) -> str:
-    return f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
+    name = f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
+    return f"{config['dataset']}-{name}" if config.get("label") and config.get("dataset") else name
 
 
 class MlflowTrialLogger(tune.Callback):
     """Opens a child run when a trial starts, logs every epoch with step=epoch, closes it."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        tags: dict,
+        cells: dict[str, dict] | None = None,
+    ):
+        self.cells = cells  # table-row sweeps: Tune's config holds the row label only
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -123,16 +132,19 @@ class MlflowTrialLogger(tune.Callback):
         tid = trial.trial_id
         self.trial_paths[tid] = trial.path
         if tid not in self.run_ids:
+            config = resolve_config(trial.config, self.cells)
             tags = {**self.tags, MLFLOW_PARENT_RUN_ID: self.parent_run_id, "trial_id": tid}
+            if config.get("label"):
+                tags["table_row"] = config["label"]
             run = self.client.create_run(
-                self.experiment_id, run_name=trial_run_name(trial.config), tags=tags
+                self.experiment_id, run_name=trial_run_name(config), tags=tags
             )
             self.run_ids[tid] = run.info.run_id
             self._call(
                 "log_batch",
                 run.info.run_id,
                 [],
-                [Param(k, str(v)) for k, v in sorted(trial.config.items())],
+                [Param(k, str(v)[:6000]) for k, v in sorted(config.items())],
                 [],
             )
         return self.run_ids[tid]

@@ -135,7 +135,8 @@ def write_parquet_dataset(folder: Path, splits: dict[str, tuple[np.ndarray, np.n
 
 @pytest.fixture(scope="session")
 def tiny_data_root(tmp_path_factory):
-    """A 10-class MNIST-shaped dataset (400 train, 100 test) as real PNG-in-Parquet files."""
+    """10-class MNIST- and CIFAR-shaped datasets (400 train, 100 test each) as real
+    PNG-in-Parquet files."""
     from trainables.datasets import make_synthetic
 
     root = tmp_path_factory.mktemp("data")
@@ -144,6 +145,14 @@ def tiny_data_root(tmp_path_factory):
     )
     write_parquet_dataset(
         root / "mnist", {"train": (train.images, train.labels), "test": (test.images, test.labels)}
+    )
+    train, test = (
+        make_synthetic(n, num_classes=10, size=32, channels=3, seed=s)
+        for n, s in ((400, 3), (100, 4))
+    )
+    write_parquet_dataset(
+        root / "cifar10",
+        {"train": (train.images, train.labels), "test": (test.images, test.labels)},
     )
     return root
 

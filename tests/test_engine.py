@@ -42,6 +42,7 @@ def test_training_learns_the_synthetic_task():
         "val_acc",
         "lr",
         "images_per_s",
+        "step",
     }
     assert first["lr"] == 0.001 and first["images_per_s"] > 0
 

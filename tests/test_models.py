@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sweeps.anet_generalization import SWEEP as ANET
 from sweeps.chromosome_baselines import SWEEP as CHROMOSOME
+from sweeps.cifar_cnns import SWEEP as KERAS
 from sweeps.mnist_optimizers import SWEEP as MNIST
 from trainables.engine import classification_loss
 from trainables.models import MODELS, build_model, get_spec, list_models
@@ -19,6 +21,12 @@ SHAPES = sorted(
         for sw in (MNIST, CHROMOSOME)
         for b in sw.budgets.values()
         for m in sw.models
+    }
+    | {
+        (c["model"], c["image_size"])
+        for sw in (ANET, KERAS)
+        for b in sw.budgets.values()
+        for c in sw.cells(b).values()
     }
 )
 

@@ -11,11 +11,13 @@ import math
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
+from trainables.augment import AUGMENTATIONS
 from trainables.models import MODELS, get_spec
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "onecycle")
 SELECT_BY = ("val_acc", "val_loss")
+TRAIN_RULES = ("epoch", "check_and_adjust")
 
 
 class ConfigError(ValueError):
@@ -44,6 +46,19 @@ class TrialConfig:
     early_stop_patience: int = 0  # stop after this many epochs without a lower val_loss; 0 = off
     select_by: str = "val_acc"  # which validation metric picks the weights that get tested
     measure_inference: bool = False  # time inference per 1,000 test samples at the end
+    dataset: str | None = None  # which of the sweep's datasets (sweeps over several)
+    label: str = ""  # the paper-table row this trial fills (MLflow run name, results)
+    augment: str = "none"  # batch augmentation on the device: see trainables.augment
+    # "epoch": the weights after each epoch are the candidates validation chooses from;
+    # "check_and_adjust": ANet-c6's Algorithm 1 (trainables.rules) saves the candidates
+    # and sets the lr every ``check_every`` steps.
+    train_rule: str = "epoch"
+    check_every: int = 200
+    early_break: bool = False  # ANet-c6's early break (trainables.rules.EarlyBreak)
+    early_break_val_acc: float = 0.0
+    early_break_train_acc: float = 0.98
+    early_break_batches: int = 5
+    report_worst: int = 0  # report the N most confidently wrong test images
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrialConfig:
@@ -90,6 +105,23 @@ class TrialConfig:
             _bad("select_by", self.select_by, f"one of {', '.join(SELECT_BY)}")
         if self.early_stop_patience < 0:
             _bad("early_stop_patience", self.early_stop_patience, "an integer >= 0 (0 = off)")
+        if self.augment not in AUGMENTATIONS:
+            _bad("augment", self.augment, f"one of {', '.join(AUGMENTATIONS)}")
+        if self.train_rule not in TRAIN_RULES:
+            _bad("train_rule", self.train_rule, f"one of {', '.join(TRAIN_RULES)}")
+        if self.train_rule == "check_and_adjust" and self.lr_schedule != "constant":
+            _bad("lr_schedule", self.lr_schedule, "constant with train_rule check_and_adjust")
+        if self.train_rule == "check_and_adjust" and self.select_by != "val_acc":
+            # the paper picks the saved candidate with the highest validation accuracy
+            _bad("select_by", self.select_by, "val_acc with train_rule check_and_adjust")
+        for key in ("check_every", "early_break_batches"):
+            if getattr(self, key) < 1:
+                _bad(key, getattr(self, key), "an integer >= 1")
+        for key in ("early_break_val_acc", "early_break_train_acc"):
+            if not 0 <= getattr(self, key) < 1:
+                _bad(key, getattr(self, key), "0 <= value < 1")
+        if self.report_worst < 0:
+            _bad("report_worst", self.report_worst, "an integer >= 0")
         if self.in_channels not in (1, 3):
             _bad("in_channels", self.in_channels, "1 or 3")
         low = get_spec(self.model).min_input_size

@@ -376,12 +376,42 @@ def _limit(s: ImageSet, limit: int | None, rng: np.random.Generator) -> ImageSet
     return s.take(stratified_pick(s.labels, limit, rng))
 
 
-def split_pool(pool: ImageSet, *, method: str, seed: int, folds: int = 10):
-    """80/10/10 train/val/test indices, stratified by class and, with ``method="grouped"``,
-    grouped so that no group (case, cell) has images in two splits.
+def concat(a: ImageSet, b: ImageSet) -> ImageSet:
+    """One pool of two splits (same image shape); groups kept only if both have them."""
+    if a.images.shape[1:] != b.images.shape[1:]:
+        raise DataError(
+            f"cannot pool images of shapes {a.images.shape[1:]} and {b.images.shape[1:]}"
+        )
+    groups = None if a.groups is None or b.groups is None else np.concatenate([a.groups, b.groups])
+    return ImageSet(
+        np.concatenate([a.images, b.images]), np.concatenate([a.labels, b.labels]), groups
+    )
 
-    Uses scikit-learn's StratifiedGroupKFold with 10 folds: fold 0 is test, fold 1 is
-    validation, the other eight are training. ``method="random"`` is the plain stratified
+
+def check_fractions(fractions: tuple[float, float, float]) -> int:
+    """The fold count that realises (train, val, test) with one fold each for val and test."""
+    train, val, test = fractions
+    folds = round(1 / test) if test > 0 else 0
+    if (
+        abs(train + val + test - 1) > 1e-6
+        or abs(val - test) > 1e-9
+        or folds < 3
+        or abs(folds * test - 1) > 1e-6
+    ):
+        raise DataError(
+            f"split fractions {fractions} are not supported; allowed: val = test = 1/k for an "
+            "integer k >= 3 and train = 1 - 2/k (e.g. 0.8/0.1/0.1, 0.9/0.05/0.05)"
+        )
+    return folds
+
+
+def split_pool(pool: ImageSet, *, method: str, seed: int, folds: int = 10):
+    """80/10/10 train/val/test indices (``folds=20``: 90/5/5), stratified by class and,
+    with ``method="grouped"``, grouped so that no group (case, cell) has images in two
+    splits.
+
+    Uses scikit-learn's StratifiedGroupKFold with ``folds`` folds: fold 0 is test, fold 1
+    is validation, the others are training. ``method="random"`` is the plain stratified
     split by image that papers often use, which lets one case's chromosomes sit in both
     training and test (kept as an option to measure that leak).
     """
@@ -421,6 +451,7 @@ def load_splits(
     test_limit: int | None = None,
     image_size: int | None = None,
     split: str = "grouped",
+    split_fractions: tuple[float, float, float] | None = None,
 ) -> DataSplits:
     """Decode a dataset once and split it; the test split is touched only by final tests.
 
@@ -429,14 +460,22 @@ def load_splits(
     (chromosomes, image folders) are split 80/10/10 by :func:`split_pool`. ``*_limit``
     take stratified subsets (the CPU budgets); sizes and per-class counts actually used
     are recorded in ``info``.
+
+    ``split_fractions`` (train, val, test), e.g. ANet-c6's 90/5/5, pools *all* of a
+    source's images (its own test split included) and splits that pool; grouped by case
+    where the source has groups, stratified by image where it has none (MNIST, CIFAR-10).
     """
     spec = DATASETS.get(name)
     raw = spec.load(root, download, image_size)
     rng = np.random.default_rng(seed)
-    if raw.test is None:
-        tr, va, te = split_pool(raw.train, method=split, seed=seed)
-        train, val, test = raw.train.take(tr), raw.train.take(va), raw.train.take(te)
-        how = {"split": split, "fractions": [0.8, 0.1, 0.1]}
+    if raw.test is None or split_fractions is not None:
+        fractions = split_fractions or (0.8, 0.1, 0.1)
+        folds = check_fractions(fractions)
+        pool = raw.train if raw.test is None else concat(raw.train, raw.test)
+        method = split if pool.groups is not None else "random"
+        tr, va, te = split_pool(pool, method=method, seed=seed, folds=folds)
+        train, val, test = pool.take(tr), pool.take(va), pool.take(te)
+        how = {"split": method, "fractions": list(fractions), "pooled": len(pool)}
     else:
         val_idx = stratified_pick(raw.train.labels, round(val_fraction * len(raw.train)), rng)
         mask = np.ones(len(raw.train), dtype=bool)

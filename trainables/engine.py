@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.augment import augment_batch
 from trainables.config import TrialConfig
 from trainables.datasets import DataSplits, ImageSet
 from trainables.models import build_model, get_spec
+from trainables.rules import CheckAndAdjust, EarlyBreak
 
 
 def pick_device() -> torch.device:
@@ -94,6 +96,8 @@ class EvalResult:
     loss: float
     acc: float
     confusion: np.ndarray  # true x predicted counts
+    pred: np.ndarray | None = None  # per sample, when asked for
+    confidence: np.ndarray | None = None  # softmax probability of the predicted class
 
 
 @torch.inference_mode()
@@ -105,20 +109,27 @@ def evaluate(
     batch_size: int,
     prep: Callable,
     num_classes: int,
+    predictions: bool = False,
 ) -> EvalResult:
     model.eval()
     total_loss = 0.0
     conf = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=y.device)
+    preds, confs = [], []
     for i in range(0, len(y), batch_size):
         xb, yb = prep(x[i : i + batch_size]), y[i : i + batch_size]
         logits = model(xb)
         total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
-        conf += torch.bincount(
-            yb * num_classes + logits.argmax(1), minlength=num_classes * num_classes
-        )
+        pred = logits.argmax(1)
+        conf += torch.bincount(yb * num_classes + pred, minlength=num_classes * num_classes)
+        if predictions:
+            preds.append(pred.cpu())
+            confs.append(logits.softmax(1).max(1).values.float().cpu())
     conf_np = conf.view(num_classes, num_classes).cpu().numpy()
     n = max(1, len(y))
-    return EvalResult(total_loss / n, float(np.trace(conf_np)) / n, conf_np)
+    res = EvalResult(total_loss / n, float(np.trace(conf_np)) / n, conf_np)
+    if predictions and preds:
+        res.pred, res.confidence = torch.cat(preds).numpy(), torch.cat(confs).numpy()
+    return res
 
 
 class Run:
@@ -168,6 +179,18 @@ class Run:
             if cfg.lr_schedule == "onecycle"
             else None
         )
+        # Augmentation draws from its own generator, so turning it on does not change
+        # the shuffling order, and its state is checkpointed like the others.
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.rule = CheckAndAdjust(cfg.lr) if cfg.train_rule == "check_and_adjust" else None
+        self.early_break = (
+            EarlyBreak(cfg.early_break_val_acc, cfg.early_break_train_acc, cfg.early_break_batches)
+            if cfg.early_break
+            else None
+        )
+        self.step = 0  # optimizer steps so far
+        self.saves = 0  # check-and-adjust candidates saved
+        self.stop_reason = ""  # "patience" or "early_break" once a rule ends the run
         self.epoch = 0
         self.best_val_acc = -1.0
         self.best_val_loss = float("inf")
@@ -177,9 +200,41 @@ class Run:
 
     @property
     def early_stopped(self) -> bool:
-        """Patience ran out: val_loss has not fallen for ``early_stop_patience`` epochs."""
-        p = self.cfg.early_stop_patience
-        return p > 0 and self.epochs_without_better_loss >= p
+        """A stopping rule ended the run: patience (val_loss has not fallen for
+        ``early_stop_patience`` epochs) or ANet-c6's early break."""
+        return bool(self.stop_reason)
+
+    def _validate(self) -> EvalResult:
+        return evaluate(
+            self.model,
+            *self.val_xy,
+            batch_size=self.cfg.eval_batch_size,
+            prep=self.prep,
+            num_classes=self.data.num_classes,
+        )
+
+    def _keep_if_best(self, val: EvalResult, epoch: int) -> bool:
+        better = (
+            val.loss < self.best_val_loss
+            if self.cfg.select_by == "val_loss"
+            else val.acc > self.best_val_acc
+        )
+        if better:
+            self.best_val_acc, self.best_epoch = val.acc, epoch
+            self.best_model = {
+                k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()
+            }
+        return better
+
+    def _check_and_adjust(self, batch_acc: float) -> None:
+        """Algorithm 1 at this step; a saved candidate is scored on validation at once."""
+        lr, need_save = self.rule.check(batch_acc)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if need_save:
+            self.saves += 1
+            self._keep_if_best(self._validate(), self.epoch + 1)  # during epoch + 1
+            self.model.train()
 
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training split, then validation; returns the epoch's metrics."""
@@ -194,36 +249,41 @@ class Run:
             if len(idx) < 2:  # batch-norm cannot train on a single sample
                 continue
             xb, yb = self.prep(x[idx]), y[idx]
+            if self.cfg.augment != "none":
+                xb = augment_batch(xb, self.cfg.augment, self.aug_gen)
             loss, main_loss, logits = classification_loss(
                 self.model(xb), yb, self.aux_weight, self.cfg.label_smoothing
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            self.step += 1
             if self.scheduler is not None:
                 self.scheduler.step()
             # .item() is a device sync; once per batch is cheap next to the step itself
+            n_right = (logits.argmax(1) == yb).sum().item()
             loss_sum += main_loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
+            correct += n_right
             seen += len(idx)
+            if self.early_break is not None:
+                self.early_break.batch(n_right / len(idx))
+            if self.rule is not None and (self.step - 1) % self.cfg.check_every == 0:
+                self._check_and_adjust(n_right / len(idx))
         seconds = time.perf_counter() - t0
         self.epoch += 1
-        val = evaluate(
-            self.model,
-            *self.val_xy,
-            batch_size=self.cfg.eval_batch_size,
-            prep=self.prep,
-            num_classes=self.data.num_classes,
-        )
+        val = self._validate()
         better_loss = val.loss < self.best_val_loss
         self.epochs_without_better_loss = 0 if better_loss else self.epochs_without_better_loss + 1
-        better = better_loss if self.cfg.select_by == "val_loss" else val.acc > self.best_val_acc
+        # Candidates: every epoch's weights, or (check and adjust) the saved ones plus the
+        # paper's unconditional save every 10 epochs.
+        if self.rule is None or self.epoch % 10 == 0:
+            self._keep_if_best(val, self.epoch)
         self.best_val_loss = min(self.best_val_loss, val.loss)
-        if better:
-            self.best_val_acc, self.best_epoch = val.acc, self.epoch
-            self.best_model = {
-                k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()
-            }
+        p = self.cfg.early_stop_patience
+        if p > 0 and self.epochs_without_better_loss >= p:
+            self.stop_reason = "patience"
+        elif self.early_break is not None and self.early_break.epoch_end(val.acc):
+            self.stop_reason = "early_break"
         return {
             "epoch": self.epoch,
             "train_loss": loss_sum / max(1, seen),
@@ -232,9 +292,10 @@ class Run:
             "val_acc": val.acc,
             "lr": self.optimizer.param_groups[0]["lr"],
             "images_per_s": seen / seconds if seconds > 0 else 0.0,
+            "step": self.step,
         }
 
-    def test_best(self) -> EvalResult:
+    def test_best(self, predictions: bool = False) -> EvalResult:
         """Evaluate the best-validation weights on the test split (the only use of test)."""
         if self.best_model is not None:
             self.model.load_state_dict(self.best_model)
@@ -246,6 +307,7 @@ class Run:
             batch_size=self.cfg.eval_batch_size,
             prep=self.prep,
             num_classes=self.data.num_classes,
+            predictions=predictions,
         )
 
     def state_dict(self) -> dict:
@@ -261,6 +323,12 @@ class Run:
             "best_model": self.best_model,
             "torch_rng": torch.get_rng_state(),
             "shuffle_rng": self.gen.get_state(),
+            "augment_rng": self.aug_gen.get_state(),
+            "step": self.step,
+            "saves": self.saves,
+            "stop_reason": self.stop_reason,
+            "rule": None if self.rule is None else self.rule.state_dict(),
+            "early_break": None if self.early_break is None else self.early_break.state_dict(),
             "config": self.cfg.to_dict(),
         }
 
@@ -277,6 +345,13 @@ class Run:
         self.best_model = state["best_model"]
         torch.set_rng_state(state["torch_rng"])
         self.gen.set_state(state["shuffle_rng"])
+        self.aug_gen.set_state(state["augment_rng"])
+        self.step, self.saves = int(state["step"]), int(state["saves"])
+        self.stop_reason = state["stop_reason"]
+        if self.rule is not None:
+            self.rule.load_state_dict(state["rule"])
+        if self.early_break is not None:
+            self.early_break.load_state_dict(state["early_break"])
 
 
 CHECKPOINT_FILE = "checkpoint.pt"

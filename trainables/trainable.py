@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 
+import numpy as np
 from ray import tune
 
 from trainables import metrics as M
@@ -21,7 +22,16 @@ from trainables.engine import Run, load_checkpoint, save_checkpoint
 
 # Every name a trial reports; the same names are MLflow metric keys and Parquet columns
 # (one name per metric everywhere).
-EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s")
+EPOCH_METRICS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "images_per_s",
+    "step",
+)
 TEST_METRICS = (
     "test_loss",
     "test_acc",
@@ -35,13 +45,13 @@ TEST_METRICS = (
     "inference_s_per_1000_batched",
 )
 # Reported as JSON strings so Tune's flattening keeps each as one value.
-TEST_JSON = ("test_confusion", "test_per_class_acc")
+TEST_JSON = ("test_confusion", "test_per_class_acc", "test_worst")
 INFERENCE_BATCH = 32
 
 
 def test_metrics(run: Run) -> dict:
     """Test-split metrics of the selected weights (plus inference timing when configured)."""
-    res = run.test_best()
+    res = run.test_best(predictions=run.cfg.report_worst > 0)
     out = {
         "test_loss": res.loss,
         "test_acc": res.acc,
@@ -57,6 +67,8 @@ def test_metrics(run: Run) -> dict:
     out["test_confusion"] = json.dumps(res.confusion.tolist())
     out["test_per_class_acc"] = json.dumps([None if v != v else float(v) for v in per_class])
     out["weights_source"] = getattr(run.model, "weights_source", "scratch")
+    if res.pred is not None:
+        out["test_worst"] = json.dumps(worst_predictions(run, res))
     if run.cfg.measure_inference:
         shape = (1, run.cfg.in_channels, run.cfg.image_size, run.cfg.image_size)
         for key, bs in (("b1", 1), ("batched", INFERENCE_BATCH)):
@@ -66,10 +78,39 @@ def test_metrics(run: Run) -> dict:
     return out
 
 
-def train_trial(config: dict, data: DataSplits) -> None:
+def worst_predictions(run: Run, res) -> list[list]:
+    """The ``report_worst`` wrong test predictions with the highest confidence, as
+    [test index, true class, predicted class, confidence] (the Keras report's Fig. 12)."""
+    y = run.data.test.labels
+    wrong = np.flatnonzero(res.pred != y)
+    order = wrong[np.argsort(-res.confidence[wrong], kind="stable")][: run.cfg.report_worst]
+    return [[int(i), int(y[i]), int(res.pred[i]), float(res.confidence[i])] for i in order]
+
+
+def resolve_config(config: dict, cells: dict[str, dict] | None) -> dict:
+    """A trial's full config: sweeps of fixed table rows ("cells") put only the row's
+    label (and, under Optuna, a sampled lr) in Tune's config; the row supplies the rest."""
+    if cells and config.get("label") in cells:
+        return {**cells[config["label"]], **config}
+    return dict(config)
+
+
+def pick_data(data: DataSplits | dict[str, DataSplits], cfg: TrialConfig) -> DataSplits:
+    if isinstance(data, DataSplits):
+        return data
+    if cfg.dataset not in data:
+        raise ValueError(f"dataset {cfg.dataset!r} is not loaded; loaded: {', '.join(data)}")
+    return data[cfg.dataset]
+
+
+def train_trial(
+    config: dict,
+    data: DataSplits | dict[str, DataSplits],
+    cells: dict[str, dict] | None = None,
+) -> None:
     """Tune function trainable; ``data`` arrives once per node through the object store."""
-    cfg = TrialConfig.from_dict(config)
-    run = Run(cfg, data)
+    cfg = TrialConfig.from_dict(resolve_config(config, cells))
+    run = Run(cfg, pick_data(data, cfg))
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -78,16 +119,22 @@ def train_trial(config: dict, data: DataSplits) -> None:
         metrics = run.train_epoch()
         if run.epoch == cfg.epochs or run.early_stopped:
             metrics.update(test_metrics(run))
-            metrics["stopped_by_patience"] = run.early_stopped
+            metrics["stopped_by_rule"] = run.stop_reason
+            metrics["rule_saves"] = run.saves
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(run, folder)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def evaluate_checkpoint(checkpoint: tune.Checkpoint, config: dict, data: DataSplits) -> dict:
+def evaluate_checkpoint(
+    checkpoint: tune.Checkpoint,
+    config: dict,
+    data: DataSplits | dict[str, DataSplits],
+    cells: dict[str, dict] | None = None,
+) -> dict:
     """Test metrics of a trial's selected weights, from its last checkpoint."""
-    cfg = TrialConfig.from_dict(config)
-    run = Run(cfg, data)
+    cfg = TrialConfig.from_dict(resolve_config(config, cells))
+    run = Run(cfg, pick_data(data, cfg))
     with checkpoint.as_directory() as folder:
         run.load_state_dict(load_checkpoint(folder))
     return test_metrics(run)

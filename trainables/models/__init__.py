@@ -159,4 +159,4 @@ def replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 
 # Importing a family module runs its registrations.
-from trainables.models import chromosome, classic  # noqa: E402,F401
+from trainables.models import anet, chromosome, classic, keras_cnns  # noqa: E402,F401

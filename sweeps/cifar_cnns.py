@@ -1,0 +1,139 @@
+"""CNNs on CIFAR-10 (and MNIST) as in the Keras lab report (002): its Tables I-III.
+
+    ray job submit --working-dir . -- python sweeps/cifar_cnns.py --budget cpu \\
+        --data-root "$PWD/../shared/data" --results-dir "$PWD/results"
+
+One trial per table row (``search_spaces/keras_cnns.py``): the simple CNN with and
+without dropout, the VGG-block CNN with and without batch-norm, ResNet-50 and VGG-19
+transfer learning with a new dense head, each with and without the flip + shift
+augmentation (run on whole batches on the trial's device, ``trainables/augment.py``).
+Validation is 20 % of train; the official test split is used once, on the weights with
+the best validation accuracy. For the best row by validation the sweep writes its
+confusion matrix and its 25 most confidently wrong test images.
+
+Budgets:
+  paper  the report's settings: 32 px (MNIST 28 px), up to 200 epochs with early
+         stopping (patience 20 or 50), all 40,000 / 10,000 / 10,000 images.
+  cpu    <= 60 min on 2 cores: a stratified 10,000-image train subset, 2,000 val, the
+         whole test set; 10 epochs for the from-scratch CNNs and 2 for transfer (so
+         patience cannot fire). No ImageNet weights can be downloaded here: transfer
+         rows then train from scratch at lr 1e-4, recorded in ``weights``.
+  smoke  tests: the MNIST simple CNN and VGG blocks + BN (with augmentation), 1 epoch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from search_spaces import keras_cnns as space
+from search_spaces import published_notes
+from sweeps.runner import Budget, main, sweep_def
+
+TRANSFER_EPOCHS = {"paper": 200, "cpu": 2, "smoke": 1}
+SIZES = {"mnist": 28, "cifar10": 32}
+BUDGETS = {
+    "paper": Budget("paper", "the report's setup (GPU)", epochs=200, image_size=32, batch_size=64),
+    "cpu": Budget(
+        "cpu",
+        "2 CPU cores, <= 60 min",
+        epochs=10,
+        image_size=32,
+        batch_size=64,
+        train_limit=10000,
+        val_limit=2000,
+        asha=False,
+        expected_gap="10k of 40k train images, 10 epochs (transfer 2), no ImageNet weights",
+    ),
+    "smoke": Budget(
+        "smoke",
+        "tests",
+        epochs=1,
+        image_size=32,
+        batch_size=64,
+        train_limit=256,
+        val_limit=64,
+        test_limit=64,
+        models=("simple_cnn", "vgg_blocks_bn"),
+        asha=False,
+    ),
+}
+
+
+def cells(b: Budget) -> dict[str, dict]:
+    out = {}
+    for label, (_, dataset, model, keys, _) in space.ROWS.items():
+        if b.name == "smoke" and keys.get("augment") != "flip_shift" and dataset != "mnist":
+            continue  # smoke: the MNIST row and the augmented VGG-blocks row only
+        cfg = {"model": model, "dataset": dataset, "image_size": SIZES[dataset], **keys}
+        if keys.get("pretrained"):
+            cfg["epochs"] = TRANSFER_EPOCHS[b.name]
+        out[label] = cfg | {"report_worst": 25}
+    return out
+
+
+def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Tables I-III and the MNIST figure, each row ours beside the report's number."""
+    t = trials.set_index("label")
+    rows = {}
+    for label, (table, *_rest) in space.ROWS.items():
+        if label not in t.index:
+            continue
+        r = t.loc[label]
+        pub = space.published_for(label)
+        ours = 100 * r["test_acc"]
+        rows.setdefault(table, []).append(
+            {
+                "network": label,
+                "dataset": r["dataset"],
+                "optimizer": r["optimizer"],
+                "lr": r["lr"],
+                "augment": r["augment"],
+                "published_test_acc_pct": pub,
+                "ours_test_acc_pct": ours,
+                "delta_pp": None if pub is None else ours - pub,
+                "epochs_run": r["epochs_run"],
+                "best_epoch": r["best_epoch"],
+                "stopped_by": r["stopped_by_rule"] or "epochs",
+                "weights": r["weights_source"],
+                "note": space.NOT_TABULATED.get(label, ""),
+            }
+        )
+    names = {
+        "table1": "table1_scratch",
+        "table2": "table2_transfer",
+        "table3": "table3_augmentation",
+        "mnist": "mnist_simple_cnn",
+    }
+    out = {names[k]: pd.DataFrame(rows[k]) for k in names if k in rows}
+    ours_by_row = {r["network"]: r["ours_test_acc_pct"] for v in rows.values() for r in v}
+    if "table3_augmentation" in out:  # the report's "before -> after" columns
+        t3 = out["table3_augmentation"]
+        base = t3["network"].str.replace(" + augmentation", "", regex=False)
+        t3.insert(5, "published_without_aug_pct", [
+            space.published_for(n) if n in space.ROWS else None for n in base
+        ])  # fmt: skip
+        t3.insert(6, "ours_without_aug_pct", [ours_by_row.get(n) for n in base])
+    notes = [
+        *published_notes(space.PUBLISHED_CSV),
+        "Percent; delta = ours - published in percentage points. Each row is one trial; "
+        "test accuracy of the weights with the best validation accuracy.",
+    ]
+    for df in out.values():
+        df.attrs["notes"] = notes
+    return out
+
+
+SWEEP = sweep_def(
+    space,
+    name="cifar_cnns",
+    dataset="cifar10",
+    budgets=BUDGETS,
+    make_tables=tables,
+    cells=cells,
+    val_fraction=0.2,
+)
+
+if __name__ == "__main__":
+    sys.exit(main(SWEEP, doc=__doc__))

@@ -1,0 +1,101 @@
+"""The ANet-c6 and Keras-report sweeps end to end (real Ray, real MLflow, tiny data)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from test_sweep import sweep_args
+
+from sweeps import anet_generalization, cifar_cnns
+from sweeps.results import load_provenance, load_results
+from sweeps.runner import main
+
+
+def children(uri: str, experiment: str, name: str):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.info.run_name == name]
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return client, parent, kids
+
+
+@pytest.mark.slow
+def test_anet_smoke_sweep(ray_local, mlflow_server, tiny_data_root, tmp_path):
+    args = sweep_args(tiny_data_root, mlflow_server, tmp_path, "anet-e2e", "--dataset", "mnist")
+    assert main(anet_generalization.SWEEP, args) == 0
+    out = tmp_path / "res" / "anet_generalization"
+    tables = load_results("anet_generalization", tmp_path / "res")
+    t2 = tables["table2"]
+    assert list(t2[["model", "dataset"]].itertuples(index=False, name=None)) == [
+        ("anet_c6", "mnist")
+    ]
+    row = t2.iloc[0]
+    # the published numbers sit beside ours
+    assert (row.published_train_acc, row.published_val_acc, row.published_test_acc) == (
+        1.0,
+        0.983,
+        0.984,
+    )
+    assert 0 <= row.ours_test_acc <= 1
+    assert row.delta_test_pp == pytest.approx(100 * (row.ours_test_acc - 0.984))
+    assert row.candidates_saved >= 1  # check-and-adjust saved at least its first candidate
+    prov = load_provenance(out / "table2.parquet")
+    # 90/5/5 of the pooled 500 images
+    assert prov["data"]["fractions"] == [0.9, 0.05, 0.05] and prov["data"]["pooled"] == 500
+    trials = tables["trials"]
+    assert trials.loc[0, "train_rule"] == "check_and_adjust"
+    _, parent, kids = children(mlflow_server, "anet_generalization", "anet-e2e")
+    assert len(kids) == 1
+    params = kids[0].data.params
+    assert params["model"] == "anet_c6" and params["batch_size"] == "64"
+    assert params["train_rule"] == "check_and_adjust" and params["early_break"] == "True"
+    assert kids[0].data.tags["table_row"] == "anet_c6 on mnist"
+
+
+@pytest.mark.slow
+def test_keras_smoke_sweep(ray_local, mlflow_server, tiny_data_root, tmp_path):
+    args = sweep_args(tiny_data_root, mlflow_server, tmp_path, "keras-e2e")
+    assert main(cifar_cnns.SWEEP, args) == 0
+    out = tmp_path / "res" / "cifar_cnns"
+    tables = load_results("cifar_cnns", tmp_path / "res")
+    assert set(tables) >= {"table3_augmentation", "mnist_simple_cnn", "trials"}
+    mnist = tables["mnist_simple_cnn"].iloc[0]
+    assert mnist.published_test_acc_pct == 99.37 and mnist.network == "MNIST: Simple CNN"
+    t3 = tables["table3_augmentation"].iloc[0]
+    assert t3.network == "VGG blocks + Dropout + Batch norm + augmentation"
+    assert t3.augment == "flip_shift"
+    assert (t3.published_test_acc_pct, t3.published_without_aug_pct) == (87.11, 84.42)
+    # both engines read every table
+    for f in out.glob("*.parquet"):
+        assert len(pd.read_parquet(f, engine="fastparquet")) == len(
+            pd.read_parquet(f, engine="pyarrow")
+        )
+    # the report's figures for the best model per dataset
+    for name in ("cifar10", "mnist"):
+        assert (out / f"best_{name}_confusion.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / f"best_{name}_worst_images.png").read_bytes()[:4] == b"\x89PNG"
+    trials = tables["trials"]
+    worst = json.loads(trials.set_index("dataset").loc["cifar10", "test_worst"])
+    assert 1 <= len(worst) <= 25
+    confs = [w[3] for w in worst]
+    assert confs == sorted(confs, reverse=True) and all(w[1] != w[2] for w in worst)
+    client, parent, kids = children(mlflow_server, "cifar_cnns", "keras-e2e")
+    assert sorted(k.data.tags["table_row"] for k in kids) == sorted(trials["label"])
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_cifar10_worst_images.png", "table3_augmentation.parquet"} <= arts
+    kid = next(k for k in kids if k.data.params["dataset"] == "cifar10")
+    assert kid.data.params["augment"] == "flip_shift"
+    assert {"worst_images.png", "confusion_matrix.png"} <= {
+        a.path for a in client.list_artifacts(kid.info.run_id)
+    }
+
+
+def test_cell_filters_and_errors(tmp_path, capsys, tiny_data_root):
+    bad = sweep_args(tiny_data_root, "http://127.0.0.1:9", tmp_path, "b", "--dataset", "svhn")
+    assert main(anet_generalization.SWEEP, bad) == 2
+    err = capsys.readouterr().err
+    assert "--dataset svhn: ['svhn'] not allowed; allowed: mnist,cifar10,chromosome_gband" in err
