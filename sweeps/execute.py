@@ -260,11 +260,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
                 "test_acc_pct",
                 f"{plan.sweep.name} ({b.name}): test accuracy %",
                 Path(tmp) / "heatmap_test_acc.png",
-                **(
-                    {"index": ["label"], "columns": "dataset", "rows": [(c,) for c in plan.cells]}
-                    if plan.cells
-                    else {"rows": [(m, o) for m in plan.models for o in plan.optimizers]}
-                ),
+                **heatmap_axes(plan, trials),
             )
         figures = [heat] if heat else []
         figures += best_trial_figures(trials, confusions, data, Path(tmp))
@@ -294,6 +290,17 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         print(f"error: {n_err} trial(s) errored; see {storage}/{plan.run_name}")
         return 1
     return 0
+
+
+def heatmap_axes(plan: Plan, trials: pd.DataFrame) -> dict:
+    """Rows and columns of the test-accuracy heat-map: model/optimizer x lr for grids;
+    for table rows, model x dataset when that names each trial, else row x dataset."""
+    if not plan.cells:
+        return {"rows": [(m, o) for m in plan.models for o in plan.optimizers]}
+    if not trials.duplicated(["model", "dataset"]).any():
+        models = dict.fromkeys(c["model"] for c in plan.cells.values())
+        return {"index": ["model"], "columns": "dataset", "rows": [(m,) for m in models]}
+    return {"index": ["label"], "columns": "dataset", "rows": [(c,) for c in plan.cells]}
 
 
 def best_trial_figures(

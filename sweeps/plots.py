@@ -82,6 +82,8 @@ def heatmap_png(
     (default lr), annotated. ``rows`` orders the rows as the paper lists them."""
     index = index or ["model", "optimizer"]
     pivot = df.pivot_table(index=index, columns=columns, values=value)
+    if columns != "lr":  # categories in the order the sweep lists them, not alphabetical
+        pivot = pivot[[c for c in dict.fromkeys(df[columns]) if c in pivot.columns]]
     if rows:
         keys = rows if len(index) > 1 else [r[0] for r in rows]
         pivot = pivot.reindex([r for r in keys if r in pivot.index])

@@ -131,7 +131,8 @@ def copy_file(src: Path, path: Path) -> None:
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     """A GitHub Markdown table (no tabulate dependency); missing values shown as '—'.
 
-    Learning rates are printed with ``g`` (0.001, not 0.00); whole floats as integers.
+    Learning rates are printed with ``g`` (0.001, not 0.00), accuracies given as
+    fractions (``*_acc``) with three decimals; whole floats as integers.
     """
 
     def cell(col: str, v) -> str:
@@ -140,6 +141,8 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
         if isinstance(v, float):
             if col == "lr" or col.endswith("_lr"):
                 return format(v, "g")
+            if col.endswith("_acc"):  # fractions, as the ANet-c6 paper gives them
+                return format(v, ".3f")
             return format(v, floatfmt)
         return str(v)
 
