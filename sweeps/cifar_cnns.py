@@ -112,7 +112,7 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     ours_by_row = {r["network"]: r["ours_test_acc_pct"] for v in rows.values() for r in v}
     if "table3_augmentation" in out:  # the report's "before -> after" columns
         t3 = out["table3_augmentation"]
-        base = t3["network"].str.replace(" + augmentation", "", regex=False)
+        base = t3["network"].str.replace(r" \+ (flip/rotate )?augmentation$", "", regex=True)
         t3.insert(5, "published_without_aug_pct", [
             space.published_for(n) if n in space.ROWS else None for n in base
         ])  # fmt: skip
