@@ -70,8 +70,12 @@ def start_parent_run(
 
 
 def trial_run_name(config: dict) -> str:
-    name = f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
-    return f"{config['dataset']}-{name}" if config.get("label") and config.get("dataset") else name
+    """Grid trials by their cell (``resnet18-adam-lr0.001``); table-row trials by the
+    row's label, which is unique where model/optimizer/lr are not (``VGG blocks + Dropout
+    + augmentation``)."""
+    if config.get("label"):
+        return config["label"]
+    return f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
 
 
 class MlflowTrialLogger(tune.Callback):

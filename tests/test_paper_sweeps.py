@@ -54,6 +54,7 @@ def test_anet_smoke_sweep(ray_local, mlflow_server, tiny_data_root, tmp_path):
     assert params["model"] == "anet_c6" and params["batch_size"] == "64"
     assert params["train_rule"] == "check_and_adjust" and params["early_break"] == "True"
     assert kids[0].data.tags["table_row"] == "anet_c6 on mnist"
+    assert kids[0].info.run_name == "anet_c6 on mnist"
 
 
 @pytest.mark.slow
