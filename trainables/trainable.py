@@ -95,12 +95,16 @@ def resolve_config(config: dict, cells: dict[str, dict] | None) -> dict:
     return dict(config)
 
 
-def pick_data(data: DataSplits | dict[str, DataSplits], cfg: TrialConfig) -> DataSplits:
-    if isinstance(data, DataSplits):
-        return data
-    if cfg.dataset not in data:
-        raise ValueError(f"dataset {cfg.dataset!r} is not loaded; loaded: {', '.join(data)}")
-    return data[cfg.dataset]
+def make_run(
+    config: dict, data: DataSplits | dict[str, DataSplits], cells: dict[str, dict] | None
+) -> Run:
+    """The validated config and its dataset (a sweep may hold several) -> a fresh Run."""
+    cfg = TrialConfig.from_dict(resolve_config(config, cells))
+    if isinstance(data, dict):
+        if cfg.dataset not in data:
+            raise ValueError(f"dataset {cfg.dataset!r} is not loaded; loaded: {', '.join(data)}")
+        data = data[cfg.dataset]
+    return Run(cfg, data)
 
 
 def train_trial(
@@ -109,8 +113,8 @@ def train_trial(
     cells: dict[str, dict] | None = None,
 ) -> None:
     """Tune function trainable; ``data`` arrives once per node through the object store."""
-    cfg = TrialConfig.from_dict(resolve_config(config, cells))
-    run = Run(cfg, pick_data(data, cfg))
+    run = make_run(config, data, cells)
+    cfg = run.cfg
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -133,8 +137,7 @@ def evaluate_checkpoint(
     cells: dict[str, dict] | None = None,
 ) -> dict:
     """Test metrics of a trial's selected weights, from its last checkpoint."""
-    cfg = TrialConfig.from_dict(resolve_config(config, cells))
-    run = Run(cfg, pick_data(data, cfg))
+    run = make_run(config, data, cells)
     with checkpoint.as_directory() as folder:
         run.load_state_dict(load_checkpoint(folder))
     return test_metrics(run)
