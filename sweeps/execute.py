@@ -18,20 +18,28 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
 import search_spaces
 from sweeps import plots
-from sweeps.results import copy_file, provenance, to_markdown, write_parquet, write_text
-from sweeps.runner import METRIC, MODE, STORAGE_ENV, Plan, fail
-from sweeps.tracking import MlflowTrialLogger, start_parent_run
+from sweeps.results import (
+    copy_file,
+    provenance,
+    publish,
+    run_folder,
+    to_markdown,
+    write_parquet,
+    write_text,
+)
+from sweeps.resume import ASHA_STATE, SIDECAR, ResumableASHA, fingerprint, write_json
+from sweeps.runner import METRIC, MODE, Plan, fail
+from sweeps.tracking import MlflowTrialLogger, public_uri, start_parent_run
 from trainables.datasets import DataSplits
 from trainables.trainable import (
     EPOCH_METRICS,
@@ -40,15 +48,6 @@ from trainables.trainable import (
     resolve_config,
     train_trial,
 )
-
-
-def public_uri(uri: str) -> str:
-    """The tracking URI without credentials, for logs, tags and results."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=host)
-    return urlunsplit(parts)
 
 
 def init_ray(address: str | None) -> None:
@@ -75,7 +74,15 @@ def data_provenance(data: dict[str, DataSplits]) -> dict:
 
 def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], uri: str) -> int:
     t_start = time.time()
-    init_ray(args.ray_address)
+    try:
+        init_ray(args.ray_address)
+    except (ConnectionError, ray.exceptions.RayError) as exc:
+        where = args.ray_address or os.environ.get("RAY_ADDRESS")
+        return fail(
+            f"cannot join the Ray cluster at {where} ({str(exc).splitlines()[0][:300]}); "
+            "allowed: the address of a running head (ray start --head) reachable with "
+            "its auth token (RAY_AUTH_MODE=token, ~/.ray/auth_token)"
+        )
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1 if cluster_gpus else 0)
     if gpus > cluster_gpus:
@@ -121,31 +128,52 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         "ray_version": prov["versions"]["ray"],
         "seed": args.seed,
     }
-    exp_id, parent_id = start_parent_run(
-        client,
-        plan.sweep.name,
-        plan.run_name,
-        tags,
-        {
-            "budget": b.name,
-            "search": plan.search,
-            "models": ",".join(plan.models),
-            "optimizers": ",".join(plan.optimizers),
-            "lrs": ",".join(map(str, plan.lrs)),
-            "epochs": plan.base_config["epochs"],
-            "image_size": b.image_size,
-            "batch_size": b.batch_size,
-            "datasets": ",".join(data),
-            **{
-                f"{k}_images" + (f"_{n}" if len(data) > 1 else ""): len(getattr(d, k))
-                for n, d in data.items()
-                for k in ("train", "val", "test")
+    if plan.resume:
+        exp_id = plan.resume["mlflow"]["experiment_id"]
+        parent_id = plan.resume["mlflow"]["parent_run_id"]
+        if plan.resume.get("data_sha256") != tags["data_sha256"]:
+            return fail(
+                f"--resume: the data's sha256 is {tags['data_sha256']} but the run being "
+                f"resumed used {plan.resume.get('data_sha256')}; allowed: the same data"
+            )
+        client.update_run(parent_id, status="RUNNING")
+        print(f"[resume] {plan.experiment_dir}: continuing MLflow run {parent_id}", flush=True)
+    else:
+        exp_id, parent_id = start_parent_run(
+            client,
+            plan.sweep.name,
+            plan.run_name,
+            tags,
+            {
+                "budget": b.name,
+                "search": plan.search,
+                "models": ",".join(plan.models),
+                "optimizers": ",".join(plan.optimizers),
+                "lrs": ",".join(map(str, plan.lrs)),
+                "epochs": plan.base_config["epochs"],
+                "image_size": b.image_size,
+                "batch_size": b.batch_size,
+                "datasets": ",".join(data),
+                **{
+                    f"{k}_images" + (f"_{n}" if len(data) > 1 else ""): len(getattr(d, k))
+                    for n, d in data.items()
+                    for k in ("train", "val", "test")
+                },
+                "asha": plan.asha,
+                "grace_period": plan.grace_period,
+                "reduction_factor": plan.reduction_factor,
             },
-            "asha": plan.asha,
-            "grace_period": plan.grace_period,
-            "reduction_factor": plan.reduction_factor,
-        },
-    )
+        )
+        write_json(
+            plan.state_dir / SIDECAR,
+            {
+                "sweep": plan.sweep.name,
+                "run_name": plan.run_name,
+                "mlflow": {"experiment_id": exp_id, "parent_run_id": parent_id},
+                "data_sha256": tags["data_sha256"],
+                "plan": fingerprint(plan),
+            },
+        )
     run_url = f"{public_uri(uri).rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
     print(f"[mlflow] parent run {run_url}", flush=True)
     logger = MlflowTrialLogger(
@@ -183,7 +211,8 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         max(c["epochs"] for c in plan.cells.values()) if plan.cells else plan.base_config["epochs"]
     )
     scheduler = (
-        ASHAScheduler(
+        ResumableASHA(
+            plan.state_dir / ASHA_STATE,
             time_attr="epoch",
             max_t=epochs,
             grace_period=plan.grace_period,
@@ -192,32 +221,32 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         if plan.asha
         else FIFOScheduler()
     )
-    storage = (
-        args.storage_path or os.environ.get(STORAGE_ENV) or str(Path("~/ray_results").expanduser())
-    )
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data, cells=plan.cells), {"cpu": cpus, "gpu": gpus}
     )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            scheduler=scheduler,
-            search_alg=search_alg,
-            num_samples=num_samples,
-            max_concurrent_trials=args.max_concurrent,
-        ),
-        run_config=tune.RunConfig(
-            name=plan.run_name,
-            storage_path=storage,
-            callbacks=[logger],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=args.max_failures),
-            verbose=1,
-        ),
-    )
+    if plan.resume:
+        tuner = restore_tuner(plan.experiment_dir, trainable, logger, scheduler)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=METRIC,
+                mode=MODE,
+                scheduler=scheduler,
+                search_alg=search_alg,
+                num_samples=num_samples,
+                max_concurrent_trials=args.max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=plan.run_name,
+                storage_path=str(plan.storage),
+                callbacks=[logger],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=args.max_failures),
+                verbose=1,
+            ),
+        )
     results = tuner.fit()
 
     trials, epochs_df, confusions = collect(results, logger, epochs, plan.cells)
@@ -266,14 +295,18 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         figures += best_trial_figures(trials, confusions, data, Path(tmp))
         written = write_results(out, trials, epochs_df, tables, prov, figures)
         for path in written:
-            logger._call("log_artifact", parent_id, str(path))
-    best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
-    client.log_metric(parent_id, "best_val_acc", float(best["best_val_acc"]))
-    if pd.notna(best["test_acc"]):
-        client.log_metric(parent_id, "best_trial_test_acc", float(best["test_acc"]))
-    client.set_tag(parent_id, "best_trial", best["trial_id"])
-    unlogged = logger.flush()
-    client.set_terminated(parent_id, "FAILED" if n_err else "FINISHED")
+            logger.submit("artifact", run=parent_id, path=str(path))
+        best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
+        now = int(time.time() * 1000)
+        summary = [["best_val_acc", float(best["best_val_acc"]), now, 0]]
+        if pd.notna(best["test_acc"]):
+            summary.append(["best_trial_test_acc", float(best["test_acc"]), now, 0])
+        best_tag = [["best_trial", best["trial_id"]]]
+        logger.submit("log", run=parent_id, metrics=summary, tags=best_tag)
+        logger.submit("terminate", run=parent_id, status="FAILED" if n_err else "FINISHED")
+        # artifacts live in tmp: wait for MLflow here, then spool what is still unlogged
+        unlogged = logger.flush(wait_s=args.mlflow_wait)
+        spooled = logger.spool(plan.state_dir / "mlflow_pending")
 
     first = next(iter(tables))
     print(
@@ -285,11 +318,29 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
     print(f"results: {out}")
     print(f"MLflow:  {run_url}")
     if unlogged:
-        print(f"warning: {unlogged} MLflow calls could not be logged (server unreachable)")
+        print(
+            f"warning: {unlogged} MLflow call(s) could not be logged (server unreachable); "
+            f"log them later with: python -m sweeps.tracking replay {spooled}"
+        )
     if n_err:
-        print(f"error: {n_err} trial(s) errored; see {storage}/{plan.run_name}")
+        print(f"error: {n_err} trial(s) errored; see {plan.experiment_dir}")
         return 1
     return 0
+
+
+def restore_tuner(folder: Path, trainable, logger: MlflowTrialLogger, scheduler) -> tune.Tuner:
+    """Tune's restore of a killed sweep, with this driver's MLflow logger and scheduler.
+
+    ``Tuner.restore`` unpickles the callbacks and scheduler of the original driver; Ray
+    2.60 has no public way to pass new ones, so they are swapped in before ``fit``: the
+    logger then gets the saved logging state (run ids, queued calls) through
+    ``set_state`` and the scheduler reads its rungs from ``asha_state.json``.
+    """
+    tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True)
+    internal = tuner._local_tuner
+    internal._run_config.callbacks = [logger]
+    internal._tune_config.scheduler = scheduler
+    return tuner
 
 
 def heatmap_axes(plan: Plan, trials: pd.DataFrame) -> dict:
@@ -351,6 +402,9 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int, cells=None):
         tid = last.get("trial_id") or by_path.get(res.path, Path(res.path).name)
         df = res.metrics_dataframe
         df = df if df is not None and len(df) else pd.DataFrame(columns=list(EPOCH_METRICS))
+        # A trial restarted from an older checkpoint re-reports epochs; MLflow keeps the
+        # first report of each (the logger skips the rest), and so does the table.
+        df = df.drop_duplicates("epoch", keep="first").reset_index(drop=True)
         cfg = resolve_config(res.config, cells)
         run_id = logger.run_ids.get(tid)
         epochs_run = int(df["epoch"].max()) if len(df) else 0
@@ -482,7 +536,11 @@ def write_results(
     prov: dict,
     figures: list[Path],
 ) -> list[Path]:
-    """Every table as Parquet (+ Markdown for the paper tables), each written atomically."""
+    """Every table as Parquet (+ Markdown for the paper tables), each written atomically,
+    first into the run's own folder (``<sweep>/runs/<run name>``), then published as one
+    set to ``<sweep>/`` under a lock, so two sweeps finishing at once never leave a mix of
+    their tables there. Returns the run folder's files."""
+    sweep_dir, out = out, run_folder(out, prov["run_name"])
     written = []
     for name, df in {"trials": trials, "epochs": epochs_df, **tables}.items():
         path = out / f"{name}.parquet"
@@ -503,6 +561,7 @@ def write_results(
         target = out / fig.name
         copy_file(fig, target)
         written.append(target)
+    publish(out, sweep_dir)
     return written
 
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +37,7 @@ RESULTS_ENV = "CNNSWEEP_RESULTS_DIR"
 # epoch-long iterations that is cheap, so its "may become a bottleneck" warning is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 STORAGE_ENV = "CNNSWEEP_STORAGE_PATH"
+STATE_FOLDER = ".cnnsweep"  # under the storage path: one folder per run
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,19 @@ def build_parser(sweep: SweepDef, doc: str | None = None) -> argparse.ArgumentPa
         help="times a crashed trial is restarted from its checkpoint",
     )
     p.add_argument("--name", help="name of the sweep run (default <budget>-<time>)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a sweep whose driver was killed: the run --name names, else this "
+        "sweep's newest run under the storage path; same flags as the original command",
+    )
+    p.add_argument(
+        "--mlflow-wait",
+        type=float,
+        default=120.0,
+        help="at the end, seconds to wait for an unreachable MLflow server before "
+        "writing the unlogged calls to a replay file (default 120)",
+    )
     return p
 
 
@@ -220,6 +234,20 @@ class Plan:
     run_name: str
     datasets: tuple[str, ...] = ()
     cells: dict[str, dict] | None = None  # label -> full trial config (table-row sweeps)
+    storage: Path = Path("~/ray_results").expanduser()  # Tune's experiments and checkpoints
+    resume: dict | None = None  # the sidecar of the run --resume continues
+
+    @property
+    def experiment_dir(self) -> Path:
+        """Tune's experiment folder."""
+        return self.storage / self.run_name
+
+    @property
+    def state_dir(self) -> Path:
+        """The sweep's own state (MLflow ids, ASHA rungs), beside Tune's folder and not in
+        it: Tune copies its local staging folder over the experiment folder when it
+        syncs, which would put back stale copies of files written there."""
+        return self.storage / STATE_FOLDER / self.run_name
 
 
 def _subset(kind: str, asked, allowed: tuple) -> tuple:
@@ -290,8 +318,22 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     samples = b.num_samples if args.num_samples is None else args.num_samples
     if samples < 1:
         raise ConfigError(f"--num-samples {samples}: allowed >= 1")
+    # Ray reads max_failures -1 as "retry forever" and max_concurrent 0 as "no limit", and
+    # the `rf < 2` / `gpus > cluster` checks let nan and inf through: refuse them all here.
+    if args.max_failures < 0:
+        raise ConfigError(f"--max-failures {args.max_failures}: allowed: an integer >= 0")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError(
+            f"--max-concurrent {args.max_concurrent}: allowed: an integer >= 1 (unset: no limit)"
+        )
+    if not rf < float("inf"):
+        raise ConfigError(f"--reduction-factor {rf}: allowed: a finite number >= 2")
+    gpus = args.gpus_per_trial
+    if gpus is not None and not 0 <= gpus < float("inf"):
+        raise ConfigError(f"--gpus-per-trial {gpus:g}: allowed: a number >= 0")
     results_dir = Path(args.results_dir or os.environ.get(RESULTS_ENV) or "results").resolve()
-    return Plan(
+    storage = Path(args.storage_path or os.environ.get(STORAGE_ENV) or "~/ray_results").expanduser()
+    plan = Plan(
         sweep,
         b,
         args.search,
@@ -307,7 +349,22 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         args.name or f"{b.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         datasets,
         cells,
+        storage.resolve(),
     )
+    if args.mlflow_wait < 0:
+        raise ConfigError(f"--mlflow-wait {args.mlflow_wait:g}: allowed >= 0 seconds")
+    if not args.resume and args.name and (plan.experiment_dir / "tuner.pkl").exists():
+        raise ConfigError(
+            f"--name {args.name!r}: {plan.experiment_dir} holds an earlier run; allowed: a "
+            "new name, or --resume to continue that run"
+        )
+    if args.resume:
+        from sweeps.resume import check_same_sweep, find_experiment
+
+        folder = find_experiment(plan.storage, sweep.name, args.name)
+        plan = replace(plan, run_name=folder.name)
+        plan = replace(plan, resume=check_same_sweep(folder, plan))
+    return plan
 
 
 def plan_cells(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers):
@@ -345,6 +402,34 @@ def check_writable(folder: Path) -> None:
         raise ConfigError(
             f"results dir {folder} is not writable ({exc.strerror}); "
             f"pass --results-dir or set ${RESULTS_ENV}"
+        ) from None
+
+
+def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
+    """Fail in seconds, naming the address, when the Ray head to join (``--ray-address``,
+    else ``$RAY_ADDRESS``) refuses a TCP connection; ``ray.init`` would retry for a minute
+    first. ``auto``, ``local`` and no address at all are left to ``ray.init``."""
+    import socket
+
+    where = "--ray-address" if address else "$RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    allowed = (
+        "allowed: the host:port of a running Ray head (ray start --head; make up), "
+        "ray://host:port, auto, or no address for a private local cluster"
+    )
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit() or "/" in hostport:
+        raise ConfigError(f"{where} {address!r} is not host:port; {allowed}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, OverflowError) as exc:  # OverflowError: a port above 65535
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"{where} {address!r}: no Ray head answers ({reason}); {allowed}"
         ) from None
 
 
@@ -401,6 +486,7 @@ def main(sweep: SweepDef, argv: list[str] | None = None, doc: str | None = None)
         check_writable(plan.results_dir)
         uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_server(uri)
+        check_ray_address(args.ray_address)
         data = load_data(plan, args)
     except (ConfigError, DataError, TrackingError) as exc:
         return fail(str(exc))

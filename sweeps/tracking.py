@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 # Fail in seconds, not minutes, when the server is briefly gone; the callback retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -33,6 +36,15 @@ DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 
 class TrackingError(RuntimeError):
     """The tracking server cannot be used; raised before any trial starts."""
+
+
+def public_uri(uri: str) -> str:
+    """The tracking URI without credentials, for logs, tags, results and spool files."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=host)
+    return urlunsplit(parts)
 
 
 def resolve_tracking_uri(flag: str | None) -> str:
@@ -79,7 +91,19 @@ def trial_run_name(config: dict) -> str:
 
 
 class MlflowTrialLogger(tune.Callback):
-    """Opens a child run when a trial starts, logs every epoch with step=epoch, closes it."""
+    """Opens a child run when a trial starts, logs every epoch with step=epoch, closes it.
+
+    Every MLflow call goes through one ordered queue. When the server is unreachable the
+    queue keeps the calls (in order, so a run is created before its metrics are logged)
+    and retries them every ``retry_every_s`` seconds from Tune's event loop; training
+    never waits for MLflow and a sweep never crashes because of it. The queue, the run
+    ids and the last epoch logged per trial are part of Tune's experiment checkpoint
+    (``get_state``), so a driver killed while MLflow was down loses nothing either.
+
+    Each epoch is logged once: a trial restarted from an older checkpoint (a killed
+    worker, a lost node, a resumed driver) reports epochs MLflow already has; those are
+    skipped, so a metric history has exactly one value per step.
+    """
 
     def __init__(
         self,
@@ -88,18 +112,24 @@ class MlflowTrialLogger(tune.Callback):
         parent_run_id: str,
         tags: dict,
         cells: dict[str, dict] | None = None,
+        retry_every_s: float = 10.0,
     ):
         self.cells = cells  # table-row sweeps: Tune's config holds the row label only
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.tags = {k: str(v) for k, v in tags.items()}
+        self.retry_every_s = retry_every_s
         self.run_ids: dict[str, str] = {}  # trial_id -> MLflow run id
+        self.logged_epoch: dict[str, int] = {}  # trial_id -> last epoch MLflow has
         self.trial_paths: dict[str, str] = {}  # trial_id -> Tune trial folder
-        self.pending: list[tuple[str, tuple]] = []  # calls to retry after a failure
+        self.queue: list[dict] = []  # MLflow calls not yet done, oldest first
+        self.created: set[str] = set()  # trials whose "create" call is queued or done
+        self._next_try = 0.0
+        self._down_since: float | None = None
         self._client: MlflowClient | None = None
 
-    # The client is made lazily: Tune may pickle callbacks with the experiment state.
+    # The client is made lazily: Tune pickles callbacks with the experiment state.
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
@@ -109,78 +139,226 @@ class MlflowTrialLogger(tune.Callback):
     def __getstate__(self):
         return {**self.__dict__, "_client": None}
 
-    def _call(self, method: str, *args) -> object | None:
-        self._retry_pending()
-        try:
-            return getattr(self.client, method)(*args)
-        except Exception as exc:  # network errors come in many types
-            print(f"[mlflow] {method} failed ({type(exc).__name__}: {exc}); will retry")
-            self.pending.append((method, args))
-            return None
+    # Tune's experiment checkpoint: what a restarted driver needs to carry on logging.
+    def get_state(self) -> dict:
+        return {
+            "run_ids": self.run_ids,
+            "logged_epoch": self.logged_epoch,
+            "trial_paths": self.trial_paths,
+            "queue": self.queue,
+            "created": sorted(self.created),
+        }
 
-    def _retry_pending(self) -> None:
-        still = []
-        for method, args in self.pending:
+    def set_state(self, state: dict) -> None:
+        self.run_ids |= state.get("run_ids", {})
+        self.logged_epoch |= state.get("logged_epoch", {})
+        self.trial_paths |= state.get("trial_paths", {})
+        self.queue = state.get("queue", []) + self.queue
+        self.created |= set(state.get("created", ()))
+
+    # ------------------------------------------------------------------ the queue
+
+    def submit(self, op: str, *, trial: str | None = None, run: str | None = None, **kw):
+        """Queue one call for a trial's run (resolved when it runs) or a known run id."""
+        self.queue.append({"op": op, "trial": trial, "run": run, **kw})
+        self.drain()
+
+    def drain(self, force: bool = False) -> int:
+        """Run queued calls in order until one fails; returns how many are left."""
+        if not self.queue or (not force and time.monotonic() < self._next_try):
+            return len(self.queue)
+        done = 0
+        while self.queue:
             try:
-                getattr(self.client, method)(*args)
-            except Exception:
-                still.append((method, args))
-        self.pending = still
+                self._do(self.queue[0])
+            except Exception as exc:  # network errors come in many types
+                self._next_try = time.monotonic() + self.retry_every_s
+                if self._down_since is None:
+                    self._down_since = time.time()
+                    print(
+                        f"[mlflow] {self.queue[0]['op']} failed ({type(exc).__name__}: "
+                        f"{str(exc)[:200]}); {len(self.queue)} call(s) queued, retrying "
+                        f"every {self.retry_every_s:g} s; training goes on",
+                        flush=True,
+                    )
+                break
+            self.queue.pop(0)
+            done += 1
+        if not self.queue and self._down_since is not None:
+            print(
+                f"[mlflow] server back after {time.time() - self._down_since:.0f} s; "
+                f"{done} queued call(s) logged",
+                flush=True,
+            )
+            self._down_since = None
+        return len(self.queue)
 
-    def flush(self) -> int:
-        """Retry what failed; returns how many calls are still not logged."""
-        self._retry_pending()
-        return len(self.pending)
+    def _run_id(self, call: dict) -> str:
+        return call["run"] or self.run_ids[call["trial"]]
 
-    def run_for(self, trial) -> str:
+    def _do(self, call: dict) -> None:
+        op = call["op"]
+        if op == "create":
+            self._create(call)
+        elif op == "log":
+            step, trial = call.get("step"), call["trial"]
+            if step is not None and trial and step <= self.logged_epoch.get(trial, 0):
+                return  # this epoch is in MLflow already (a restarted trial re-reported it)
+            self.client.log_batch(
+                self._run_id(call),
+                metrics=[Metric(k, float(v), ts, s) for k, v, ts, s in call.get("metrics", [])],
+                params=[Param(k, v) for k, v in call.get("params", [])],
+                tags=[RunTag(k, v) for k, v in call.get("tags", [])],
+            )
+            if step is not None and trial:
+                self.logged_epoch[trial] = step
+        elif op == "terminate":
+            self.client.set_terminated(self._run_id(call), call["status"])
+        elif op == "status":
+            self.client.update_run(self._run_id(call), status=call["status"])
+        elif op == "artifact":
+            self.client.log_artifact(self._run_id(call), call["path"])
+        else:
+            raise ValueError(f"unknown MLflow call {op!r}")
+
+    def _create(self, call: dict) -> None:
+        """Create a trial's child run, or adopt the one a previous driver created: runs
+        are found by their ``trial_id`` tag under the parent, so a retried create (the
+        server may have done it before the connection broke) or a resumed sweep never
+        makes a second run for the same trial."""
+        tid = call["trial"]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.trial_id = '{tid}' and "
+            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if found:
+            rid = found[0].info.run_id
+            history = self.client.get_metric_history(rid, "val_acc")
+            self.logged_epoch[tid] = max([m.step for m in history], default=0)
+            if found[0].info.status != "RUNNING":
+                self.client.update_run(rid, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=call["name"], tags=call["tags"]
+            )
+            rid = run.info.run_id
+            self.client.log_batch(rid, params=[Param(k, v) for k, v in call["params"]])
+        self.run_ids[tid] = rid
+
+    def flush(self, wait_s: float = 0.0) -> int:
+        """Retry what is queued for up to ``wait_s`` seconds; returns how many calls are
+        still not logged."""
+        deadline = time.monotonic() + wait_s
+        while self.drain(force=True) and time.monotonic() < deadline:
+            time.sleep(min(self.retry_every_s, max(0.0, deadline - time.monotonic())))
+        return len(self.queue)
+
+    def spool(self, folder: Path) -> Path | None:
+        """Write what could not be logged (artifacts copied) to ``folder`` so that
+        ``python -m sweeps.tracking replay <file>`` can log it when the server is back."""
+        if not self.queue:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        calls = []
+        for i, call in enumerate(self.queue):
+            call = dict(call)
+            if call["trial"] in self.run_ids:
+                call["run"], call["trial"] = self.run_ids[call["trial"]], None
+            if call["op"] == "artifact" and Path(call["path"]).exists():
+                target = folder / f"{i:05d}" / Path(call["path"]).name
+                target.parent.mkdir(exist_ok=True)
+                shutil.copyfile(call["path"], target)
+                call["path"] = str(target)
+            calls.append(call)
+        path = folder / "pending.json"
+        state = {
+            "tracking_uri": public_uri(self.tracking_uri),
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+            "calls": calls,
+        }
+        path.write_text(json.dumps(state, indent=1))
+        return path
+
+    # ---------------------------------------------------------------- Tune hooks
+
+    def run_for(self, trial) -> None:
         tid = trial.trial_id
         self.trial_paths[tid] = trial.path
-        if tid not in self.run_ids:
-            config = resolve_config(trial.config, self.cells)
-            tags = {**self.tags, MLFLOW_PARENT_RUN_ID: self.parent_run_id, "trial_id": tid}
-            if config.get("label"):
-                tags["table_row"] = config["label"]
-            run = self.client.create_run(
-                self.experiment_id, run_name=trial_run_name(config), tags=tags
-            )
-            self.run_ids[tid] = run.info.run_id
-            self._call(
-                "log_batch",
-                run.info.run_id,
-                [],
-                [Param(k, str(v)[:6000]) for k, v in sorted(config.items())],
-                [],
-            )
-        return self.run_ids[tid]
+        if tid in self.created:
+            return
+        config = resolve_config(trial.config, self.cells)
+        tags = {**self.tags, MLFLOW_PARENT_RUN_ID: self.parent_run_id, "trial_id": tid}
+        if config.get("label"):
+            tags["table_row"] = config["label"]
+        params = [[k, str(v)[:6000]] for k, v in sorted(config.items())]
+        self.created.add(tid)
+        self.submit("create", trial=tid, name=trial_run_name(config), tags=tags, params=params)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_for(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self.run_for(trial)
+        self.run_for(trial)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         keys = [k for k in (*EPOCH_METRICS, *TEST_METRICS) if k != "epoch" and k in result]
-        metrics = [Metric(k, float(result[k]), now, step) for k in keys]
-        self._call("log_batch", run_id, metrics, [], [])
+        metrics = [[k, float(result[k]), now, step] for k in keys]
+        self.submit("log", trial=trial.trial_id, metrics=metrics, step=step)
+
+    def on_step_end(self, iteration, trials, **info):
+        self.drain()  # a quiet event loop still retries the backlog
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._call("set_terminated", self.run_for(trial), "FINISHED")
+        self.run_for(trial)
+        self.submit("terminate", trial=trial.trial_id, status="FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._call("set_terminated", self.run_for(trial), "FAILED")
+        self.run_for(trial)
+        self.submit("terminate", trial=trial.trial_id, status="FAILED")
 
     def log_final(
         self, run_id: str, metrics: dict, step: int, tags: dict, artifacts: list[Path]
     ) -> None:
         """After the sweep: test metrics computed for early-stopped trials, tags, figures."""
         now = int(time.time() * 1000)
-        self._call(
-            "log_batch",
-            run_id,
-            [Metric(k, float(v), now, step) for k, v in metrics.items()],
-            [],
-            [RunTag(k, str(v)) for k, v in tags.items()],
+        self.submit(
+            "log",
+            run=run_id,
+            metrics=[[k, float(v), now, step] for k, v in metrics.items()],
+            tags=[[k, str(v)] for k, v in tags.items()],
         )
         for path in artifacts:
-            self._call("log_artifact", run_id, str(path))
+            self.submit("artifact", run=run_id, path=str(path))
+
+
+def replay(path: Path, tracking_uri: str | None = None) -> int:
+    """Log calls spooled by :meth:`MlflowTrialLogger.spool`; returns how many are left."""
+    state = json.loads(Path(path).read_text())
+    logger = MlflowTrialLogger(
+        tracking_uri or state["tracking_uri"],
+        state["experiment_id"],
+        state["parent_run_id"],
+        {},
+        retry_every_s=0,
+    )
+    logger.queue = state["calls"]
+    left = logger.drain(force=True)
+    state["calls"] = logger.queue
+    Path(path).write_text(json.dumps(state, indent=1))
+    return left
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description="log MLflow calls a sweep could not log")
+    p.add_argument("command", choices=["replay"])
+    p.add_argument("pending", type=Path, help="the pending.json a sweep printed")
+    p.add_argument("--tracking-uri", help="default: the URI the sweep used")
+    a = p.parse_args()
+    left = replay(a.pending, a.tracking_uri)
+    print(f"{left} call(s) still not logged" if left else "all calls logged")
+    raise SystemExit(1 if left else 0)

@@ -3,11 +3,13 @@ Ray with 2 CPUs) and write small real datasets in the project's Parquet layout."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,14 +33,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` on SQLite, bound to 127.0.0.1 on a free port."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
+def start_mlflow(root: Path, port: int) -> subprocess.Popen:
+    """A real ``mlflow server`` on SQLite in ``root``, bound to 127.0.0.1:``port``, in its
+    own process group (so a test can kill it with all its workers, and restart it)."""
+    root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     mlflow_bin = Path(sys.executable).with_name("mlflow")
-    log = open(root / "log", "w")  # noqa: SIM115 (lives as long as the server)
+    log = open(root / "log", "a")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen(
         [
             str(mlflow_bin),
@@ -58,25 +59,39 @@ def mlflow_server(tmp_path_factory):
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
             urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
+            return proc
         except OSError:
             if proc.poll() is not None:
                 raise RuntimeError((root / "log").read_text()[-2000:]) from None
             time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("mlflow server did not start")
-    yield uri
-    proc.terminate()
+    stop_mlflow(proc)
+    raise RuntimeError("mlflow server did not start")
+
+
+def stop_mlflow(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
     try:
-        proc.wait(10)
+        proc.wait(15)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on SQLite, bound to 127.0.0.1 on a free port."""
+    port = free_port()
+    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"), port)
+    yield f"http://127.0.0.1:{port}"
+    stop_mlflow(proc)
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +187,72 @@ def shared_data_root():
 @pytest.fixture
 def copy_tree():
     return shutil.copytree
+
+
+# --------------------------------------------------------- Ray nodes started by `ray start`
+
+RAY_BIN = Path(sys.executable).with_name("ray")
+# Every port a node opens, each free, so a cluster the user left running (make up)
+# cannot collide with one a test starts.
+NODE_PORTS = ("object-manager", "node-manager", "metrics-export", "runtime-env-agent")
+HEAD_PORTS = ("dashboard-agent-listen", "dashboard-agent-grpc", "ray-client-server")
+
+
+def ray_env() -> dict:
+    """Token auth, as ``make up`` runs Ray (``ray start`` turns it on by default)."""
+    return {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "PATH": f"{RAY_BIN.parent}:{os.environ['PATH']}",
+    }
+
+
+def start_ray_node(num_cpus: int, dashboard_port: int | None = None) -> dict:
+    """``ray start --head`` on loopback (token auth, every port free); returns its ports."""
+    ports = {f"{n}-port": free_port() for n in NODE_PORTS + HEAD_PORTS}
+    ports["port"] = free_port()
+    cmd = [str(RAY_BIN), "start", "--head", "--node-ip-address=127.0.0.1"]
+    cmd += [f"--num-cpus={num_cpus}", "--disable-usage-stats"]
+    cmd += [f"--{k}={v}" for k, v in ports.items()]
+    if dashboard_port:
+        cmd += [
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+        ]
+    else:
+        cmd += ["--include-dashboard=false"]
+    out = subprocess.run(cmd, env=ray_env(), capture_output=True, text=True, timeout=180)
+    if out.returncode:
+        raise RuntimeError(out.stdout[-2000:] + out.stderr[-2000:])
+    return ports
+
+
+def kill_tree(proc, sig=9) -> None:
+    """Signal a process and all its descendants (a Ray node: raylet, agents, workers)."""
+    import psutil
+
+    procs = [proc, *proc.children(recursive=True)]
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
+    psutil.wait_procs(procs, timeout=15)
+
+
+def stop_ray_cluster(gcs_port: int) -> None:
+    """Kill only this cluster's processes (``ray stop`` would also stop a user's own)."""
+    import psutil
+
+    marks = (f"127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}", f"--port={gcs_port}")
+    procs = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(m in " ".join(p.info["cmdline"] or []) for m in marks)
+    ]
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()

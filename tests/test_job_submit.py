@@ -3,78 +3,27 @@ against a real Ray head (with its dashboard and token auth) started for this tes
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, ray_env, start_ray_node, stop_ray_cluster
 
 BIN = Path(sys.executable).parent
 
 
-def stop_head(gcs_port: int) -> None:
-    """Kill only this head's processes (``ray stop`` would also stop a user's own cluster)."""
-    marks = (f"127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}", f"--port={gcs_port}")
-    procs = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any(m in " ".join(p.info["cmdline"] or []) for m in marks)
-    ]
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    for p in alive:
-        p.kill()
-
-
 @pytest.fixture
 def ray_head():
-    gcs, dash = free_port(), free_port()
-    # Every port free, so a cluster the user left running (make up) cannot collide with it.
-    extra = {
-        f"--{name}-port": free_port()
-        for name in (
-            "dashboard-agent-listen",
-            "dashboard-agent-grpc",
-            "runtime-env-agent",
-            "metrics-export",
-            "ray-client-server",
-            "object-manager",
-            "node-manager",
-        )
-    }
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
-    subprocess.run(
-        [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={gcs}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dash}",
-            "--include-dashboard=true",
-            "--num-cpus=2",
-            "--disable-usage-stats",
-            *(f"{k}={v}" for k, v in extra.items()),
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=180,
-    )
+    dash = free_port()
+    ports = start_ray_node(2, dashboard_port=dash)
     try:
-        yield f"http://127.0.0.1:{dash}", env
+        yield f"http://127.0.0.1:{dash}", ray_env()
     finally:
-        stop_head(gcs)
+        stop_ray_cluster(ports["port"])
         time.sleep(1)
 
 
