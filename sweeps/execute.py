@@ -88,7 +88,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
     if gpus > cluster_gpus:
         return fail(
             f"--gpus-per-trial {gpus:g}: the Ray cluster has {cluster_gpus:g} GPUs; "
-            "allowed: 0 on a cluster without GPUs"
+            f"allowed: 0 to {cluster_gpus:g}"
         )
     cpus = plan.base_config["num_threads"]
     b = plan.budget

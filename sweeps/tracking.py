@@ -66,8 +66,11 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
             f"MLflow tracking server {uri} is not reachable or is not an MLflow server "
             f"({exc}); start one (make up) or pass --tracking-uri / set ${TRACKING_ENV}"
         ) from None
-    if not isinstance(body, dict):
-        raise TrackingError(f"{uri} answered, but not as an MLflow tracking server")
+    if not isinstance(body, dict) or "experiments" not in body:  # MLflow always lists Default
+        raise TrackingError(
+            f"{uri} answered, but not as an MLflow tracking server; allowed: the URI of an "
+            "MLflow server (mlflow server, make up), a sqlite:/// URI or a folder"
+        )
 
 
 def start_parent_run(

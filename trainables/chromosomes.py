@@ -87,7 +87,9 @@ def _decode_file(path: Path) -> np.ndarray:
 
 def load_image_folder(root: Path | None, download: bool, image_size: int | None = None) -> RawData:
     """A tree ``root/<class>/<image>``; every image padded and resized to ``image_size``."""
-    if root is None or not root.is_dir():
+    if root is None:  # --dataset image_folder without --data or a data root
+        raise DataError("dataset image_folder needs --data; allowed: a folder of class folders")
+    if not root.is_dir():
         raise DataError(f"--data {root}: not a folder; allowed: a folder of class folders")
     folders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if len(folders) < 2:
@@ -102,7 +104,10 @@ def load_image_folder(root: Path | None, download: bool, image_size: int | None 
                 f"{others[0]} is not an image; allowed suffixes: {', '.join(IMAGE_SUFFIXES)}"
             )
         if not found:
-            raise DataError(f"class folder {root / name} is empty; every class needs images")
+            raise DataError(
+                f"class folder {root / name} is empty; allowed: at least one image per class "
+                "(add images or remove the folder)"
+            )
         files += found
         labels += [k] * len(found)
     images = []
@@ -110,7 +115,10 @@ def load_image_folder(root: Path | None, download: bool, image_size: int | None 
         try:
             images.append(_decode_file(path))
         except Exception as exc:
-            raise DataError(f"{path} cannot be decoded as an image ({exc})") from exc
+            raise DataError(
+                f"{path} cannot be decoded as an image ({exc}); allowed: image files that "
+                "Pillow reads (replace or remove it)"
+            ) from exc
     images = pad_resize_all(images, image_size or DEFAULT_SIZE)
     if len({im.shape[0] for im in images}) > 1:  # mixed grey and colour: use colour
         images = [np.repeat(im, 3, axis=0) if im.shape[0] == 1 else im for im in images]

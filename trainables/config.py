@@ -63,7 +63,7 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrialConfig:
         allowed = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(config) - set(allowed))
+        unknown = sorted(set(config) - set(allowed), key=str)  # key=str: a stray int key
         if unknown:
             raise ConfigError(
                 f"unknown config key(s) {unknown}; allowed: {', '.join(sorted(allowed))}"
@@ -92,8 +92,8 @@ class TrialConfig:
             _bad("lr", self.lr, "a number > 0 and <= 1")
         if not 0 <= self.momentum < 1:
             _bad("momentum", self.momentum, "0 <= momentum < 1")
-        if self.weight_decay < 0:
-            _bad("weight_decay", self.weight_decay, ">= 0")
+        if not 0 <= self.weight_decay < math.inf:  # also refuses nan, which compares False
+            _bad("weight_decay", self.weight_decay, "a finite number >= 0")
         for key in ("epochs", "batch_size", "num_threads", "eval_batch_size"):
             if getattr(self, key) < 1:
                 _bad(key, getattr(self, key), "an integer >= 1")
@@ -122,6 +122,8 @@ class TrialConfig:
                 _bad(key, getattr(self, key), "0 <= value < 1")
         if self.report_worst < 0:
             _bad("report_worst", self.report_worst, "an integer >= 0")
+        if not 0 <= self.seed < 2**32:  # numpy's and scikit-learn's seeds raise otherwise
+            _bad("seed", self.seed, "an integer 0..4294967295 (2**32 - 1)")
         if self.in_channels not in (1, 3):
             _bad("in_channels", self.in_channels, "1 or 3")
         low = get_spec(self.model).min_input_size
@@ -146,11 +148,15 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
             _bad(name, value, "true or false")
         return value
     if ann.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        # 2.0 is an integer; nan and inf are not (int() of them raises, not ConfigError)
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
             _bad(name, value, "an integer")
         return int(value)
     if ann.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, int | float):
+            _bad(name, value, "a number")
+        if isinstance(value, int) and not -1e308 < value < 1e308:  # float() would overflow
             _bad(name, value, "a number")
         return float(value)
     if ann.startswith("str"):

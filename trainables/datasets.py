@@ -116,11 +116,26 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+MANIFEST_SHAPE = 'allowed: {"files": [{"file": <name>, "sha256": <hex digest>}, ...]}'
+
+
 def read_manifest(folder: Path) -> dict:
+    """``<folder>/MANIFEST.json``, checked for shape: a hand-edited or half-copied manifest
+    fails here, naming the file, rather than as a JSONDecodeError or KeyError later."""
     path = folder / "MANIFEST.json"
     if not path.is_file():
         raise DataError(f"{path} does not exist; a data root holds <dataset>/MANIFEST.json")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise DataError(f"{path} is not valid JSON ({exc}); {MANIFEST_SHAPE}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("sha256"), str)
+        for e in files
+    ):
+        raise DataError(f"{path} has no 'files' list of file/sha256 entries; {MANIFEST_SHAPE}")
+    return manifest
 
 
 def verify_files(folder: Path, manifest: dict) -> str:
@@ -129,10 +144,15 @@ def verify_files(folder: Path, manifest: dict) -> str:
     for entry in manifest["files"]:
         path = folder / entry["file"]
         if not path.is_file():
-            raise DataError(f"{path} is listed in the manifest but missing")
+            raise DataError(
+                f"{path} is listed in the manifest but missing; re-copy the dataset folder"
+            )
         got = sha256_file(path)
         if got != entry["sha256"]:
-            raise DataError(f"{path}: sha256 {got} does not match the manifest's {entry['sha256']}")
+            raise DataError(
+                f"{path}: sha256 {got} does not match the manifest's {entry['sha256']}; the "
+                "file is damaged or was changed: re-copy it"
+            )
         digests.append(f"{entry['file']}:{got}")
     return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
 
@@ -191,35 +211,53 @@ def read_parquet_images(
     size: int | None = None,
     group_column: str | None = None,
 ) -> ImageSet:
-    """Decode every image of some Parquet files; ``size`` pads and resizes variable-size ones."""
+    """Decode every image of some Parquet files; ``size`` pads and resizes variable-size ones.
+
+    Checked file by file, so an error names the file and row to look at.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    blobs, labels, groups = [], [], []
+    images, labels, groups = [], [], []
     needed = {"image", "label"} | ({group_column} if group_column else set())
+    allowed = f"allowed: integers 0..{num_classes - 1}"
     for path in paths:
         try:
             table = pq.read_table(path)
         except Exception as exc:  # truncated or not Parquet at all
-            raise DataError(f"{path} cannot be read as Parquet ({exc})") from exc
+            raise DataError(
+                f"{path} cannot be read as Parquet ({exc}); re-copy or re-export it"
+            ) from exc
         missing = needed - set(table.column_names)
         if missing:
             raise DataError(f"{path} lacks columns {sorted(missing)}; needs {sorted(needed)}")
-        blobs += table.column("image").to_pylist()
-        labels += table.column("label").to_pylist()
+        col = table.column("label")
+        if not pa.types.is_integer(col.type) or col.null_count:
+            nulls = f" with {col.null_count} missing" if col.null_count else ""
+            raise DataError(
+                f"{path}: labels {col.slice(0, 3).to_pylist()}... are {col.type}{nulls}; {allowed}"
+            )
+        y = col.to_numpy().astype(np.int64)
+        bad = np.flatnonzero((y < 0) | (y >= num_classes))
+        if len(bad):
+            raise DataError(
+                f"{path}: label {int(y[bad[0]])} out of range; allowed 0..{num_classes - 1} "
+                f"(row {bad[0]})"
+            )
+        labels.append(y)
+        for i, blob in enumerate(table.column("image").to_pylist()):
+            try:
+                images.append(decode_png(blob))
+            except Exception as exc:  # PIL raises several types for corrupt data
+                raise DataError(
+                    f"{path}: row {i} image cannot be decoded ({exc}); allowed: encoded image "
+                    "bytes (PNG) in the 'image' column"
+                ) from exc
         if group_column:
             groups += [str(g) for g in table.column(group_column).to_pylist()]
-    y = np.asarray(labels, dtype=np.int64)
-    bad = (y < 0) | (y >= num_classes)
-    if bad.any():
-        raise DataError(
-            f"{paths[0].parent}: label {int(y[bad][0])} out of range; allowed 0..{num_classes - 1}"
-        )
-    images = []
-    for i, blob in enumerate(blobs):
-        try:
-            images.append(decode_png(blob))
-        except Exception as exc:  # PIL raises several types for corrupt data
-            raise DataError(f"{paths[0].parent}: image {i} cannot be decoded ({exc})") from exc
+    if not images:
+        raise DataError(f"{[str(p) for p in paths]} hold no images; allowed: files with rows")
+    y = np.concatenate(labels)
     if size:
         images = pad_resize_all(images, size)
     shapes = {im.shape for im in images}
@@ -422,6 +460,14 @@ def split_pool(pool: ImageSet, *, method: str, seed: int, folds: int = 10):
     if method == "grouped" and pool.groups is None:
         raise DataError(
             "a grouped split needs group ids (case/cell); this source has none, use --split random"
+        )
+    # scikit-learn would raise a bare ValueError about n_splits; say what the user can change
+    units = "groups (cases)" if method == "grouped" else "images"
+    have = len(np.unique(pool.groups)) if method == "grouped" else len(pool)
+    if have < folds:
+        raise DataError(
+            f"{have} {units} cannot be split {folds} ways for train/val/test; allowed: at "
+            f"least {folds} {units}"
         )
     dummy = np.zeros(len(pool))
     if method == "grouped":
