@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -99,10 +100,15 @@ def versions() -> dict:
     return out
 
 
+def redact(text: str) -> str:
+    """Remove credentials from URLs in a command line (``scheme://user:pw@host``)."""
+    return re.sub(r"([a-zA-Z][\w+.-]*://)[^/@\s]+@", r"\1***@", text)
+
+
 def provenance(**extra) -> dict:
     """What a reader needs to trust and rerun a result table."""
     return {
-        "command": " ".join(sys.argv),
+        "command": redact(" ".join(sys.argv)),
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_commit": git_commit(),
         "hardware": hardware(),

@@ -9,6 +9,7 @@ are kept and retried rather than crashing a sweep that may have run for hours.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 # Fail in seconds, not minutes, when the server is briefly gone; the callback retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -48,7 +49,32 @@ def public_uri(uri: str) -> str:
 
 
 def resolve_tracking_uri(flag: str | None) -> str:
-    return flag or os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING_URI
+    """The tracking URI to use, never with credentials in it.
+
+    ``http://user:password@host`` works, but the URI ends up in pickled Tune state,
+    provenance and logs, so credentials in it are moved to MLflow's own
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (this process only) and
+    the URI without them is returned. Prefer setting those two (or
+    ``MLFLOW_TRACKING_TOKEN``) yourself: a command line is visible to other users.
+    """
+    uri = flag or os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING_URI
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username or "")
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password or "")
+        uri = public_uri(uri)
+    return uri
+
+
+def _auth_headers() -> dict:
+    """The same credentials MLflow's client sends, for the pre-flight check."""
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if user:
+        pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    return {}
 
 
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
@@ -57,9 +83,10 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
         return  # sqlite:// or file store: MlflowClient creates it
     base = uri.rstrip("/")
     try:
-        with urllib.request.urlopen(
-            f"{base}/api/2.0/mlflow/experiments/search?max_results=1", timeout=timeout
-        ) as resp:
+        req = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers=_auth_headers()
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = json.loads(resp.read() or b"{}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise TrackingError(
