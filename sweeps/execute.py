@@ -307,6 +307,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         # artifacts live in tmp: wait for MLflow here, then spool what is still unlogged
         unlogged = logger.flush(wait_s=args.mlflow_wait)
         spooled = logger.spool(plan.state_dir / "mlflow_pending")
+        logger.close()
 
     first = next(iter(tables))
     print(

@@ -483,10 +483,10 @@ def main(sweep: SweepDef, argv: list[str] | None = None, doc: str | None = None)
     args = build_parser(sweep, doc).parse_args(argv)
     try:
         plan = make_plan(sweep, args)
-        check_writable(plan.results_dir)
         uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_server(uri)
         check_ray_address(args.ray_address)
+        check_writable(plan.results_dir)
         data = load_data(plan, args)
     except (ConfigError, DataError, TrackingError) as exc:
         return fail(str(exc))

@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -157,6 +158,7 @@ class MlflowTrialLogger(tune.Callback):
         self.created: set[str] = set()  # trials whose "create" call is queued or done
         self._next_try = 0.0
         self._down_since: float | None = None
+        self._stage: str | None = None  # copies of artifacts waiting to be logged
         self._client: MlflowClient | None = None
 
     # The client is made lazily: Tune pickles callbacks with the experiment state.
@@ -190,8 +192,17 @@ class MlflowTrialLogger(tune.Callback):
 
     def submit(self, op: str, *, trial: str | None = None, run: str | None = None, **kw):
         """Queue one call for a trial's run (resolved when it runs) or a known run id."""
-        self.queue.append({"op": op, "trial": trial, "run": run, **kw})
+        call = {"op": op, "trial": trial, "run": run, **kw}
+        self.queue.append(call)
         self.drain()
+        if op == "artifact" and any(c is call for c in self.queue):
+            # not logged yet, and callers pass files from temporary folders: keep a copy
+            if self._stage is None:
+                self._stage = tempfile.mkdtemp(prefix="cnnsweep-mlflow-")
+            target = Path(self._stage) / str(len(os.listdir(self._stage))) / Path(kw["path"]).name
+            target.parent.mkdir()
+            shutil.copyfile(kw["path"], target)
+            call["path"] = str(target)
 
     def drain(self, force: bool = False) -> int:
         """Run queued calls in order until one fails; returns how many are left."""
@@ -284,6 +295,12 @@ class MlflowTrialLogger(tune.Callback):
         while self.drain(force=True) and time.monotonic() < deadline:
             time.sleep(min(self.retry_every_s, max(0.0, deadline - time.monotonic())))
         return len(self.queue)
+
+    def close(self) -> None:
+        """Remove the staged artifact copies (call after :meth:`spool`)."""
+        if self._stage:
+            shutil.rmtree(self._stage, ignore_errors=True)
+            self._stage = None
 
     def spool(self, folder: Path) -> Path | None:
         """Write what could not be logged (artifacts copied) to ``folder`` so that
