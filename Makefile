@@ -14,7 +14,8 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 # clients (ray job submit, ray.init) send it. Anyone who can reach the jobs API can run code.
 export RAY_AUTH_MODE ?= token
 
-RUN_DIR := $(CURDIR)/.run
+# Overridable so a test can run `make up` with its state in a temp folder.
+RUN_DIR ?= $(CURDIR)/.run
 RAY_PORT ?= 6379
 DASHBOARD_PORT ?= 8265
 MLFLOW_PORT ?= 5000
@@ -30,6 +31,10 @@ BUDGET ?= cpu
 SWEEP ?= mnist_optimizers
 TABLE ?= table1
 SWEEP_ARGS ?=
+# Extra `ray start --head` flags. `up` leaves the other ports at Ray's defaults (client
+# server 10001, dashboard agent 52365, object manager 8076...); a test passes free ones
+# here so it cannot collide with a cluster the user already runs.
+RAY_START_ARGS ?=
 
 .PHONY: install up down run test test-fast lint status
 
@@ -48,15 +53,18 @@ up: install
 	else \
 	  ray start --head --node-ip-address=$(HOST) --port=$(RAY_PORT) \
 	    --dashboard-host=$(HOST) --dashboard-port=$(DASHBOARD_PORT) --include-dashboard=true \
-	    --disable-usage-stats > $(RUN_DIR)/ray-start.log 2>&1 \
+	    --disable-usage-stats $(RAY_START_ARGS) > $(RUN_DIR)/ray-start.log 2>&1 \
 	  || { cat $(RUN_DIR)/ray-start.log; exit 1; }; \
 	fi
+	@# only mlflow itself goes to the background, its output in the log, so `make up | tee`
+	@# returns (a backgrounded `cd && mlflow` subshell would hold the pipe open)
 	@if $(HTTP_OK) $(MLFLOW_URI)/health; then \
 	  echo "MLflow already running at $(MLFLOW_URI)"; \
 	else \
-	  cd $(RUN_DIR) && nohup mlflow server --host $(HOST) --port $(MLFLOW_PORT) --workers 1 \
+	  cd $(RUN_DIR); \
+	  nohup mlflow server --host $(HOST) --port $(MLFLOW_PORT) --workers 1 \
 	    --backend-store-uri sqlite:///$(RUN_DIR)/mlflow.db \
-	    --artifacts-destination $(RUN_DIR)/mlartifacts > $(RUN_DIR)/mlflow.log 2>&1 & \
+	    --artifacts-destination $(RUN_DIR)/mlartifacts > $(RUN_DIR)/mlflow.log 2>&1 < /dev/null & \
 	  for i in $$(seq 60); do $(HTTP_OK) $(MLFLOW_URI)/health && break; sleep 1; done; \
 	  $(HTTP_OK) $(MLFLOW_URI)/health || { tail -20 $(RUN_DIR)/mlflow.log; exit 1; }; \
 	fi

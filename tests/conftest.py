@@ -244,11 +244,17 @@ def stop_ray_cluster(gcs_port: int) -> None:
     import psutil
 
     marks = (f"127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}", f"--port={gcs_port}")
-    procs = [
+    found = [
         p
         for p in psutil.process_iter(["cmdline"])
         if any(m in " ".join(p.info["cmdline"] or []) for m in marks)
     ]
+    # with their children: Ray's agents name no port and outlive their raylet
+    procs = {p.pid: p for p in found}
+    for p in found:
+        with contextlib.suppress(psutil.Error):
+            procs |= {c.pid: c for c in p.children(recursive=True)}
+    procs = list(procs.values())
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.terminate()
