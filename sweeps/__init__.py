@@ -1,1 +1,13 @@
-"""Sweep entry scripts (one per paper) and the shared code that runs them on Ray Tune."""
+"""Sweep scripts and the machinery they share."""
+
+import os
+import sys
+
+# Ray reads this once, when it is imported. A private local Ray (no --ray-address and no
+# $RAY_ADDRESS: `python sweeps/<name>.py`) must stay on 127.0.0.1, and without it Ray binds
+# the machine's external address even when told 127.0.0.1. A driver joining a cluster
+# keeps whatever the cluster was started with.
+if not any(a.startswith("--ray-address") for a in sys.argv) and not os.environ.get("RAY_ADDRESS"):
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

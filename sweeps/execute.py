@@ -56,7 +56,9 @@ def init_ray(address: str | None) -> None:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, log_to_driver=True)
     else:  # a private single-node cluster on loopback, for `python sweeps/<name>.py`
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
+        # address="local": a new private instance, never a stale `ray start` cluster that
+        # /tmp/ray/ray_current_cluster still names
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
 
 
 @ray.remote

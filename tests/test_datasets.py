@@ -121,3 +121,11 @@ def test_torchvision_source_reads_standard_files(tmp_path):
     assert (len(d.train), len(d.val), len(d.test)) == (30, 30, 20)
     assert np.array_equal(np.sort(d.test.labels), np.sort(test.labels))
     assert d.train.images.shape[1:] == (1, 28, 28) and d.train.images.dtype == np.uint8
+
+
+def test_decoded_rgb_images_are_c_contiguous(tiny_data_root):
+    """PNG decoding gives H x W x C views; the stored N x C x H x W array must be
+    C-contiguous, or every training batch pays a layout copy."""
+    d = load_splits("cifar10", root=tiny_data_root, val_fraction=0.25)
+    for s in (d.train, d.val, d.test):
+        assert s.images.flags["C_CONTIGUOUS"] and s.images.shape[1:] == (3, 32, 32)

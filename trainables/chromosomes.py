@@ -126,7 +126,7 @@ def load_image_folder(root: Path | None, download: bool, image_size: int | None 
     for path in files:
         h.update(f"{path.relative_to(root)}:{sha256_file(path)}\n".encode())
     classes = CHROMOSOME_CLASSES if order == [str(i) for i in range(24)] else tuple(order)
-    pool = ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64))
+    pool = ImageSet(np.ascontiguousarray(np.stack(images)), np.asarray(labels, dtype=np.int64))
     return RawData(pool, None, f"folder:{root}", h.hexdigest(), classes)
 
 
