@@ -1,0 +1,67 @@
+"""What every benchmark shares: provenance, one Parquet row per run, the ratio line.
+
+Each script in ``bench/`` measures both sides of a comparison in the same process (or
+interleaved), because this machine's speed drifts by tens of percent between runs; the
+ratio of two sides measured together is what is reported, never an absolute time
+compared with one taken at another moment. The last line a script prints is its ratio;
+the row it appends to ``results/benchmarks/<name>.parquet`` carries the raw numbers and
+the provenance (command, hardware, date, git commit, versions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sweeps.results import provenance, write_parquet  # noqa: E402
+
+OUT = Path(os.environ.get("CNNSWEEP_BENCH_DIR", REPO / "results" / "benchmarks"))
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def record(name: str, row: dict, ratio_name: str, ratio: float, target: str) -> Path:
+    """Append ``row`` (plus the ratio, target and provenance) to the benchmark's table
+    and print the ratio as the last line."""
+    prov = provenance(benchmark=name)
+    flat = {
+        "benchmark": name,
+        "date_utc": prov["date_utc"],
+        "git_commit": prov["git_commit"],
+        "cpu": prov["hardware"]["cpu"],
+        "cpu_count": prov["hardware"]["cpu_count"],
+        "gpus": ",".join(prov["hardware"]["gpus"]) or "none",
+        "torch": prov["versions"]["torch"],
+        "ray": prov["versions"]["ray"],
+        "command": prov["command"],
+        **row,
+        ratio_name: float(ratio),
+        "target": target,
+    }
+    path = OUT / f"{name}.parquet"
+    old = pd.read_parquet(path) if path.exists() else None
+    df = pd.DataFrame([flat]) if old is None else pd.concat([old, pd.DataFrame([flat])])
+    write_parquet(df.reset_index(drop=True), path, prov)
+    print(json.dumps({k: v for k, v in flat.items() if k != "command"}, default=str))
+    print(f"{ratio_name} = {ratio:.3f} (target {target})")
+    return path
