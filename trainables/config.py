@@ -15,6 +15,8 @@ from trainables.augment import AUGMENTATIONS
 from trainables.models import MODELS, get_spec
 
 OPTIMIZERS = ("sgd", "adam")
+AMP = ("auto", "none", "bf16", "fp16")
+DATA_PLACEMENTS = ("auto", "device", "host")
 LR_SCHEDULES = ("constant", "onecycle")
 SELECT_BY = ("val_acc", "val_loss")
 TRAIN_RULES = ("epoch", "check_and_adjust")
@@ -37,7 +39,9 @@ class TrialConfig:
     in_channels: int = 3  # model input channels; 1-channel data is repeated to 3
     seed: int = 0
     num_threads: int = 1  # torch intra-op threads of a CPU trial
-    channels_last: bool = False
+    # None = by device: on for CUDA (NHWC is what tensor-core convolutions run on), off on
+    # the CPU. True/False force it.
+    channels_last: bool | None = None
     eval_batch_size: int = 256
     pretrained: bool = False
     weights_path: str | None = None
@@ -59,6 +63,17 @@ class TrialConfig:
     early_break_train_acc: float = 0.98
     early_break_batches: int = 5
     report_worst: int = 0  # report the N most confidently wrong test images
+    # Mixed precision: "auto" = bf16 on CUDA GPUs that have it, else fp16 on CUDA (with a
+    # GradScaler), none on the CPU; "bf16" also runs on the CPU (slower there).
+    amp: str = "auto"
+    compile: bool = False  # torch.compile the model (slower than eager on this project's CPU)
+    # Where the uint8 splits live on a GPU trial: "auto" = on the GPU if they take at most
+    # half its free memory, else in host memory, each batch staged through pinned buffers.
+    data_placement: str = "auto"
+    # One fused kernel per optimizer step (torch's fused=True): ResNet-18's Adam step on
+    # one CPU thread is ~5x faster, but the updates differ from the default loop's by
+    # rounding (same algorithm), so it is off unless asked for.
+    fused_optimizer: bool = False
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrialConfig:
@@ -124,6 +139,10 @@ class TrialConfig:
             _bad("report_worst", self.report_worst, "an integer >= 0")
         if not 0 <= self.seed < 2**32:  # numpy's and scikit-learn's seeds raise otherwise
             _bad("seed", self.seed, "an integer 0..4294967295 (2**32 - 1)")
+        if self.amp not in AMP:
+            _bad("amp", self.amp, f"one of {', '.join(AMP)}")
+        if self.data_placement not in DATA_PLACEMENTS:
+            _bad("data_placement", self.data_placement, f"one of {', '.join(DATA_PLACEMENTS)}")
         if self.in_channels not in (1, 3):
             _bad("in_channels", self.in_channels, "1 or 3")
         low = get_spec(self.model).min_input_size

@@ -31,6 +31,8 @@ EPOCH_METRICS = (
     "lr",
     "images_per_s",
     "step",
+    "gpu_mem_peak_mb",  # GPU trials only (engine.Run.train_epoch)
+    "gpu_util_pct",  # GPU trials with pynvml only
 )
 TEST_METRICS = (
     "test_loss",
