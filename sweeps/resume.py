@@ -36,14 +36,11 @@ def write_json(path: Path, obj) -> None:
 
 
 class ResumableASHA(ASHAScheduler):
-    """ASHA whose rung records and stop count survive a driver restart (see module doc),
-    and which revisits its decisions for trials that passed a rung before it had
-    enough records to judge them (:meth:`_below_a_cutoff`)."""
+    """ASHA whose rung records and stop count survive a driver restart (see module doc)."""
 
-    def __init__(self, state_path: str | Path, revisit: bool = True, **kw):
+    def __init__(self, state_path: str | Path, **kw):
         super().__init__(**kw)
         self.state_path = str(state_path)
-        self.revisit = revisit
         self._loaded = False
 
     def _load(self) -> None:
@@ -83,29 +80,8 @@ class ResumableASHA(ASHAScheduler):
     def on_trial_result(self, tune_controller, trial, result):
         self._load()
         action = super().on_trial_result(tune_controller, trial, result)
-        if action == self.CONTINUE and self.revisit and self._below_a_cutoff(trial.trial_id):
-            action = self.STOP
-            self._num_stopped += 1
         self._save()
         return action
-
-    def _below_a_cutoff(self, trial_id: str) -> bool:
-        """Asynchronous ASHA judges a trial once, at each rung, against the trials recorded
-        there so far: the first trials of a sweep meet empty rungs and always go on (on a
-        2-slot machine that alone was 17 % of a 12-trial grid's epochs). Revisiting: a
-        running trial whose record at a rung has since fallen below that rung's cutoff,
-        judged once the rung holds ``reduction_factor`` records, is stopped too. It is
-        judged as ASHA judges the last arrival: against the others' records, with the
-        same percentile, so a trial ASHA would have kept had it come last goes on."""
-        bracket = self._trial_info.get(trial_id)
-        if bracket is None:
-            return False
-        for _, recorded in bracket._rungs:
-            if trial_id in recorded and len(recorded) >= self._reduction_factor:
-                others = {t: v for t, v in recorded.items() if t != trial_id}
-                if recorded[trial_id] < bracket.cutoff(others):  # as if it came last
-                    return True
-        return False
 
     def on_trial_complete(self, tune_controller, trial, result):
         self._load()
