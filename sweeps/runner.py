@@ -59,7 +59,9 @@ class Budget:
     grace_period: int = 1  # ASHA: epochs before the first stop decision
     reduction_factor: float = 3.0  # ASHA: keep the top 1/rf at each rung
     cpus_per_trial: int = 1
-    channels_last: bool = False
+    # None: the engine decides (on for CUDA, off on CPU); CPU budgets set what
+    # bench/cpu_packing.py measured fastest for their models
+    channels_last: bool | None = None
     asha: bool = True  # False: every trial runs to the end (one trial per table row)
     expected_gap: str = ""
 
