@@ -52,7 +52,7 @@ BUDGETS = {
         num_samples=8,
         asha=False,
         expected_gap="64 px, 3.6k of ~22k train images, 3 epochs, no ImageNet weights",
-        channels_last=True,  # bench/cpu_packing.py: 4-23 % faster for these models
+        channels_last=True,  # bench/cpu_packing.py: faster for the sweep as a whole
     ),
     "smoke": Budget(
         "smoke",

@@ -45,7 +45,7 @@ BUDGETS = {
         val_limit=2000,
         asha=False,
         expected_gap="10k of 40k train images, 10 epochs (transfer 1), no ImageNet weights",
-        channels_last=True,  # bench/cpu_packing.py: 4-23 % faster for these models
+        channels_last=True,  # bench/cpu_packing.py: faster for the sweep as a whole
     ),
     "smoke": Budget(
         "smoke",

@@ -39,7 +39,6 @@ BUDGETS = {
         test_limit=2000,
         num_samples=18,
         expected_gap="32 px inputs, 4k of 54k train images, 3 of 10 epochs",
-        channels_last=True,  # bench/cpu_packing.py: 4-23 % faster for these models
     ),
     "smoke": Budget(
         "smoke",
