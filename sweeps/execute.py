@@ -24,6 +24,7 @@ import pandas as pd
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune import CLIReporter
 from ray.tune.schedulers import FIFOScheduler
 
 import search_spaces
@@ -37,7 +38,14 @@ from sweeps.results import (
     write_parquet,
     write_text,
 )
-from sweeps.resume import ASHA_STATE, SIDECAR, ResumableASHA, fingerprint, write_json
+from sweeps.resume import (
+    ASHA_STATE,
+    SIDECAR,
+    ResumableASHA,
+    fingerprint,
+    mark_status,
+    write_json,
+)
 from sweeps.runner import METRIC, MODE, Plan, fail
 from sweeps.tracking import MlflowTrialLogger, public_uri, start_parent_run
 from trainables.datasets import DataSplits
@@ -140,6 +148,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
             )
         client.update_run(parent_id, status="RUNNING")
         print(f"[resume] {plan.experiment_dir}: continuing MLflow run {parent_id}", flush=True)
+        mark_status(plan.state_dir, "running")
     else:
         exp_id, parent_id = start_parent_run(
             client,
@@ -174,6 +183,8 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
                 "mlflow": {"experiment_id": exp_id, "parent_run_id": parent_id},
                 "data_sha256": tags["data_sha256"],
                 "plan": fingerprint(plan),
+                "status": "running",
+                "started_utc": prov["date_utc"],
             },
         )
     run_url = f"{public_uri(uri).rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
@@ -227,7 +238,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         tune.with_parameters(train_trial, data=data, cells=plan.cells), {"cpu": cpus, "gpu": gpus}
     )
     if plan.resume:
-        tuner = restore_tuner(plan.experiment_dir, trainable, logger, scheduler)
+        tuner = restore_tuner(plan, trainable, logger, scheduler)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -246,9 +257,11 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
                 callbacks=[logger],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
+                progress_reporter=progress_reporter(plan),
                 verbose=1,
             ),
         )
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # our reporter's table (see progress_reporter)
     results = tuner.fit()
 
     trials, epochs_df, confusions = collect(results, logger, epochs, plan.cells)
@@ -274,6 +287,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
     log_trial_artifacts(logger, trials, epochs_df, confusions, data)
 
     tables = plan.sweep.make_tables(trials)
+    extra = {"asha_decisions": asha_decisions(scheduler, trials)} if plan.asha else {}
     n_err = int((trials["status"] == "ERROR").sum())
     prov |= {
         "wall_s": round(time.time() - t_start, 1),
@@ -295,7 +309,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
             )
         figures = [heat] if heat else []
         figures += best_trial_figures(trials, confusions, data, Path(tmp))
-        written = write_results(out, trials, epochs_df, tables, prov, figures)
+        written = write_results(out, trials, epochs_df, tables, prov, figures, extra)
         for path in written:
             logger.submit("artifact", run=parent_id, path=str(path))
         best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
@@ -325,13 +339,40 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
             f"warning: {unlogged} MLflow call(s) could not be logged (server unreachable); "
             f"log them later with: python -m sweeps.tracking replay {spooled}"
         )
+    mark_status(plan.state_dir, "failed" if n_err else "finished")
     if n_err:
         print(f"error: {n_err} trial(s) errored; see {plan.experiment_dir}")
         return 1
     return 0
 
 
-def restore_tuner(folder: Path, trainable, logger: MlflowTrialLogger, scheduler) -> tune.Tuner:
+def progress_reporter(plan: Plan) -> CLIReporter:
+    """Tune's table with the columns a person watches: the cell (model/optimizer/lr, or
+    the paper's row label), the epoch, losses, validation accuracy and speed, best first.
+
+    Tune's newer console output picks the first four reported metrics and ignores a
+    reporter, so the sweep turns it off (``RAY_AIR_NEW_OUTPUT=0``) for this table.
+    """
+    if plan.cells is not None:
+        params = {"label": "row", **({"lr": "lr"} if plan.search == "optuna" else {})}
+    else:
+        params = {"model": "model", "optimizer": "optimizer", "lr": "lr"}
+    return CLIReporter(
+        parameter_columns=params,
+        metric_columns={
+            "epoch": "epoch",
+            "train_loss": "train_loss",
+            "val_loss": "val_loss",
+            "val_acc": "val_acc",
+            "images_per_s": "img/s",
+        },
+        sort_by_metric=True,  # by TuneConfig's metric and mode
+        max_progress_rows=40,
+        max_report_frequency=30,
+    )
+
+
+def restore_tuner(plan: Plan, trainable, logger: MlflowTrialLogger, scheduler) -> tune.Tuner:
     """Tune's restore of a killed sweep, with this driver's MLflow logger and scheduler.
 
     ``Tuner.restore`` unpickles the callbacks and scheduler of the original driver; Ray
@@ -339,9 +380,12 @@ def restore_tuner(folder: Path, trainable, logger: MlflowTrialLogger, scheduler)
     logger then gets the saved logging state (run ids, queued calls) through
     ``set_state`` and the scheduler reads its rungs from ``asha_state.json``.
     """
-    tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True)
+    tuner = tune.Tuner.restore(
+        str(plan.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
+    )
     internal = tuner._local_tuner
     internal._run_config.callbacks = [logger]
+    internal._run_config.progress_reporter = progress_reporter(plan)
     internal._tune_config.scheduler = scheduler
     return tuner
 
@@ -475,6 +519,19 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int, cells=None):
     return trials, epochs_df, confusions
 
 
+DECISION_COLUMNS = ["trial_id", "rung", "val_acc", "cutoff", "records", "decision", "time_utc"]
+
+
+def asha_decisions(scheduler: ResumableASHA, trials: pd.DataFrame) -> pd.DataFrame:
+    """ASHA's rung judgements, one row each, with the trial's config beside them so a
+    reader can see which lr or model was cut where (``cutoff`` NaN: an empty rung)."""
+    d = pd.DataFrame(scheduler.decisions(), columns=DECISION_COLUMNS)
+    d["cutoff"] = pd.to_numeric(d["cutoff"], errors="coerce").astype("float64")
+    d = d.astype({"rung": "int64", "val_acc": "float64", "records": "int64"})
+    keys = [c for c in ("trial_id", "label", "model", "optimizer", "lr") if c in trials]
+    return d.merge(trials[keys], on="trial_id", how="left")[[*keys, *DECISION_COLUMNS[1:]]]
+
+
 def log_trial_artifacts(
     logger,
     trials: pd.DataFrame,
@@ -538,6 +595,7 @@ def write_results(
     tables: dict[str, pd.DataFrame],
     prov: dict,
     figures: list[Path],
+    extra: dict[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Every table as Parquet (+ Markdown for the paper tables), each written atomically,
     first into the run's own folder (``<sweep>/runs/<run name>``), then published as one
@@ -545,7 +603,7 @@ def write_results(
     their tables there. Returns the run folder's files."""
     sweep_dir, out = out, run_folder(out, prov["run_name"])
     written = []
-    for name, df in {"trials": trials, "epochs": epochs_df, **tables}.items():
+    for name, df in {"trials": trials, "epochs": epochs_df, **(extra or {}), **tables}.items():
         path = out / f"{name}.parquet"
         write_parquet(df, path, prov)
         written.append(path)

@@ -5,7 +5,9 @@ not the scheduler: a restored ``ASHAScheduler`` starts with empty rungs and woul
 the remaining trials against nothing (a known Tune weakness). :class:`ResumableASHA`
 writes its rungs to ``asha_state.json`` (in the run's state folder, ``Plan.state_dir``)
 after every decision
-and reads them back when a restored experiment first uses it.
+and reads them back when a restored experiment first uses it. It also keeps every
+decision it made (trial, rung, value, the cutoff it was judged against, continue/stop),
+which the sweep writes to ``asha_decisions.parquet`` and the report draws.
 
 ``cnnsweep.json`` beside it records the MLflow parent run and what the sweep
 was asked to do, so ``--resume`` continues the same parent run with the same children,
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from ray.tune.schedulers import ASHAScheduler
@@ -35,6 +38,17 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def mark_status(state_dir: Path, status: str) -> None:
+    """Record in the sidecar how the run ended (``cnnsweep runs`` shows it): ``finished``,
+    ``failed`` (trials errored); a run whose driver died keeps ``running``."""
+    path = Path(state_dir) / SIDECAR
+    if path.exists():
+        meta = json.loads(path.read_text())
+        meta["status"] = status
+        meta["status_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json(path, meta)
+
+
 class ResumableASHA(ASHAScheduler):
     """ASHA whose rung records and stop count survive a driver restart (see module doc)."""
 
@@ -42,6 +56,7 @@ class ResumableASHA(ASHAScheduler):
         super().__init__(**kw)
         self.state_path = str(state_path)
         self._loaded = False
+        self._decisions: list[dict] = []
 
     def _load(self) -> None:
         if self._loaded:
@@ -55,6 +70,7 @@ class ResumableASHA(ASHAScheduler):
             bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
         self._num_stopped = state["num_stopped"]
         self._trial_info |= {t: self._brackets[i] for t, i in state["trial_info"].items()}
+        self._decisions = state.get("decisions", [])
 
     def _save(self) -> None:
         index = {id(b): i for i, b in enumerate(self._brackets)}
@@ -64,6 +80,7 @@ class ResumableASHA(ASHAScheduler):
                 "brackets": [[[m, r] for m, r in b._rungs] for b in self._brackets],
                 "num_stopped": self._num_stopped,
                 "trial_info": {t: index[id(b)] for t, b in self._trial_info.items()},
+                "decisions": self._decisions,
             },
         )
 
@@ -77,9 +94,50 @@ class ResumableASHA(ASHAScheduler):
         if trial.trial_id not in self._trial_info:
             super().on_trial_add(tune_controller, trial)
 
+    def decisions(self) -> list[dict]:
+        """Every rung judgement so far: ``trial_id``, ``rung`` (the epoch), the trial's
+        value there, the ``cutoff`` it had to reach (None: the rung held no records yet,
+        so ASHA could not judge and let it continue), ``records`` behind that cutoff and
+        ``decision`` ('continue' or 'stop')."""
+        self._load()
+        return list(self._decisions)
+
+    def _pending_rung(self, trial, result) -> tuple[int, float | None, int] | None:
+        """The rung this result will be judged at, the cutoff and how many records it
+        rests on, read before Tune's ASHA records the result (the same search as
+        ``_Bracket.on_result``)."""
+        if self._time_attr not in result or self._metric not in result:
+            return None
+        if result[self._time_attr] >= self._max_t:
+            return None  # the last epoch: the trial ends, nothing is judged
+        bracket = self._trial_info.get(trial.trial_id)
+        if bracket is None:
+            return None
+        for milestone, recorded in bracket._rungs:
+            if result[self._time_attr] < milestone or trial.trial_id in recorded:
+                continue
+            cutoff = bracket.cutoff(recorded)
+            cut = None if cutoff is None else float(self._metric_op * cutoff)
+            return int(milestone), cut, len(recorded)
+        return None
+
     def on_trial_result(self, tune_controller, trial, result):
         self._load()
+        pending = self._pending_rung(trial, result)
         action = super().on_trial_result(tune_controller, trial, result)
+        if pending is not None:
+            rung, cutoff, records = pending
+            self._decisions.append(
+                {
+                    "trial_id": trial.trial_id,
+                    "rung": rung,
+                    self._metric: float(result[self._metric]),
+                    "cutoff": cutoff,
+                    "records": records,
+                    "decision": "stop" if action == self.STOP else "continue",
+                    "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
         self._save()
         return action
 

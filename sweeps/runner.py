@@ -113,10 +113,12 @@ def _csv(kind: Callable):
     return parse
 
 
-def build_parser(sweep: SweepDef, doc: str | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    sweep: SweepDef, doc: str | None = None, prog: str | None = None
+) -> argparse.ArgumentParser:
     """The flags every sweep shares (built in a function so all sweep scripts reuse it)."""
     p = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
         "--budget", default="cpu", help=f"preset: {', '.join(sweep.budgets)} (default cpu)"
@@ -480,9 +482,11 @@ def fail(msg: str) -> int:
     return 2
 
 
-def main(sweep: SweepDef, argv: list[str] | None = None, doc: str | None = None) -> int:
+def main(
+    sweep: SweepDef, argv: list[str] | None = None, doc: str | None = None, prog: str | None = None
+) -> int:
     """Parse flags, validate, run the sweep, write results; the process exit code."""
-    args = build_parser(sweep, doc).parse_args(argv)
+    args = build_parser(sweep, doc, prog).parse_args(argv)
     try:
         plan = make_plan(sweep, args)
         uri = resolve_tracking_uri(args.tracking_uri)

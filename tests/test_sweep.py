@@ -50,12 +50,29 @@ def runs_named(client: MlflowClient, name: str):
 
 
 @pytest.mark.slow
-def test_smoke_sweep_parquet_equals_mlflow(ray_local, mlflow_server, tiny_data_root, tmp_path):
+def test_smoke_sweep_parquet_equals_mlflow(
+    ray_local, mlflow_server, tiny_data_root, tmp_path, capsys
+):
     assert main(SWEEP, sweep_args(tiny_data_root, mlflow_server, tmp_path, "e2e")) == 0
+    out = capsys.readouterr().out
+    # Tune's progress table carries the sweep's own columns (the last table: the first
+    # ones, printed before any trial reported, show no metric columns yet)
+    header = [line for line in out.splitlines() if line.startswith("| Trial name")][-1]
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols[3:] == [
+        "model",
+        "optimizer",
+        "lr",
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "img/s",
+    ]
     folder = tmp_path / "res" / "mnist_optimizers"
     arrow = load_results("mnist_optimizers", tmp_path / "res", engine="pyarrow")
     fast = load_results("mnist_optimizers", tmp_path / "res", engine="fastparquet")
-    assert set(arrow) == {"trials", "epochs", "table1"} == set(fast)
+    assert set(arrow) == {"trials", "epochs", "asha_decisions", "table1"} == set(fast)
     for name, df in arrow.items():
         assert len(df) == len(fast[name]) and list(df.columns) == list(fast[name].columns)
         for col in df.columns:
@@ -69,6 +86,16 @@ def test_smoke_sweep_parquet_equals_mlflow(ray_local, mlflow_server, tiny_data_r
     assert trials["test_acc"].notna().all(), "every trial, stopped early or not, has test_acc"
     assert trials["stopped_early"].any(), "ASHA (grace 1, rf 3, 2 epochs) stops some trial"
     assert (trials.loc[trials["stopped_early"], "epochs_run"] < 2).all()
+    # ASHA's decisions: a stop for exactly the trials it stopped, each below its cutoff
+    dec = arrow["asha_decisions"]
+    stops = dec[dec["decision"] == "stop"]
+    assert set(stops["trial_id"]) == set(trials.loc[trials["stopped_early"], "trial_id"])
+    assert (stops["val_acc"] < stops["cutoff"]).all() and (stops["rung"] == 1).all()
+    first = dec.iloc[0]  # rows in the order ASHA decided
+    assert first["decision"] == "continue" and first["records"] == 0  # an empty rung
+    for d in dec.itertuples():  # the value judged is the trial's epoch-1 val_acc
+        ep1 = epochs[(epochs["trial_id"] == d.trial_id) & (epochs["epoch"] == d.rung)]
+        assert ep1["val_acc"].iloc[0] == d.val_acc
 
     client = MlflowClient(mlflow_server)
     parent, children = runs_named(client, "e2e")

@@ -12,6 +12,7 @@ for users with a network), and a synthetic set generated in memory for tests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -213,48 +214,61 @@ def read_parquet_images(
 ) -> ImageSet:
     """Decode every image of some Parquet files; ``size`` pads and resizes variable-size ones.
 
-    Checked file by file, so an error names the file and row to look at.
+    Checked file by file, so an error names the file and row to look at. A progress bar
+    (on a terminal only: tqdm's ``disable=None``) shows the decode, which takes minutes
+    for the full CIFAR-10 or chromosome sets.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from tqdm import tqdm
 
     images, labels, groups = [], [], []
+    rows = 0
+    for path in paths:
+        with contextlib.suppress(Exception):  # reported with its file name by the read below
+            rows += pq.ParquetFile(path).metadata.num_rows
+    bar = tqdm(total=rows, desc="[data] decoding", unit="img", disable=None, mininterval=0.5)
     needed = {"image", "label"} | ({group_column} if group_column else set())
     allowed = f"allowed: integers 0..{num_classes - 1}"
-    for path in paths:
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # truncated or not Parquet at all
-            raise DataError(
-                f"{path} cannot be read as Parquet ({exc}); re-copy or re-export it"
-            ) from exc
-        missing = needed - set(table.column_names)
-        if missing:
-            raise DataError(f"{path} lacks columns {sorted(missing)}; needs {sorted(needed)}")
-        col = table.column("label")
-        if not pa.types.is_integer(col.type) or col.null_count:
-            nulls = f" with {col.null_count} missing" if col.null_count else ""
-            raise DataError(
-                f"{path}: labels {col.slice(0, 3).to_pylist()}... are {col.type}{nulls}; {allowed}"
-            )
-        y = col.to_numpy().astype(np.int64)
-        bad = np.flatnonzero((y < 0) | (y >= num_classes))
-        if len(bad):
-            raise DataError(
-                f"{path}: label {int(y[bad[0]])} out of range; allowed 0..{num_classes - 1} "
-                f"(row {bad[0]})"
-            )
-        labels.append(y)
-        for i, blob in enumerate(table.column("image").to_pylist()):
+    try:
+        for path in paths:
             try:
-                images.append(decode_png(blob))
-            except Exception as exc:  # PIL raises several types for corrupt data
+                table = pq.read_table(path)
+            except Exception as exc:  # truncated or not Parquet at all
                 raise DataError(
-                    f"{path}: row {i} image cannot be decoded ({exc}); allowed: encoded image "
-                    "bytes (PNG) in the 'image' column"
+                    f"{path} cannot be read as Parquet ({exc}); re-copy or re-export it"
                 ) from exc
-        if group_column:
-            groups += [str(g) for g in table.column(group_column).to_pylist()]
+            missing = needed - set(table.column_names)
+            if missing:
+                raise DataError(f"{path} lacks columns {sorted(missing)}; needs {sorted(needed)}")
+            col = table.column("label")
+            if not pa.types.is_integer(col.type) or col.null_count:
+                nulls = f" with {col.null_count} missing" if col.null_count else ""
+                raise DataError(
+                    f"{path}: labels {col.slice(0, 3).to_pylist()}... are {col.type}{nulls}; "
+                    f"{allowed}"
+                )
+            y = col.to_numpy().astype(np.int64)
+            bad = np.flatnonzero((y < 0) | (y >= num_classes))
+            if len(bad):
+                raise DataError(
+                    f"{path}: label {int(y[bad[0]])} out of range; allowed 0..{num_classes - 1} "
+                    f"(row {bad[0]})"
+                )
+            labels.append(y)
+            for i, blob in enumerate(table.column("image").to_pylist()):
+                try:
+                    images.append(decode_png(blob))
+                except Exception as exc:  # PIL raises several types for corrupt data
+                    raise DataError(
+                        f"{path}: row {i} image cannot be decoded ({exc}); allowed: encoded image "
+                        "bytes (PNG) in the 'image' column"
+                    ) from exc
+                bar.update()
+            if group_column:
+                groups += [str(g) for g in table.column(group_column).to_pylist()]
+    finally:
+        bar.close()
     if not images:
         raise DataError(f"{[str(p) for p in paths]} hold no images; allowed: files with rows")
     y = np.concatenate(labels)

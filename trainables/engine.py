@@ -378,8 +378,11 @@ class Run:
             self._keep_if_best(self._validate(), self.epoch + 1)  # during epoch + 1
             self.forward.train()
 
-    def train_epoch(self) -> dict[str, float]:
-        """One pass over the training split, then validation; returns the epoch's metrics."""
+    def train_epoch(self, progress=None) -> dict[str, float]:
+        """One pass over the training split, then validation; returns the epoch's metrics.
+
+        ``progress``: an object with ``update(images)`` and ``close()`` told of every batch
+        (``trainables.progress.EpochBar``: a bar for epochs long enough to watch)."""
         x, y = self.train_xy
         bs = self.cfg.batch_size
         cuda = self.device.type == "cuda"
@@ -423,6 +426,10 @@ class Run:
                 self._check_and_adjust(right.item() / len(idx))
             if self.gpu_util and self.step % UTIL_EVERY == 0:
                 util.append(gpu_utilization(self.device))
+            if progress is not None:
+                progress.update(len(idx))
+        if progress is not None:
+            progress.close()
         if cuda:
             torch.cuda.synchronize(self.device)  # the epoch's time includes its last kernels
         seconds = time.perf_counter() - t0

@@ -1,0 +1,310 @@
+"""``cnnsweep``: the command line for the common tasks, in the noun-verb style of ``ray`` and
+``mlflow`` (``cnnsweep run mnist_optimizers --budget cpu``, ``cnnsweep show ...``).
+
+Every command is a thin layer over a module a script can import too (``sweeps.runner``,
+``sweeps.results``, ``sweeps.report``), so the CLI, ``python sweeps/<name>.py`` and
+``ray job submit -- cnnsweep run <name>`` all do the same thing. Heavy imports (torch,
+Ray, MLflow) happen inside the commands that need them, so ``--help``, ``list`` and
+``show`` answer in about a second.
+
+A sweep is any module of this package that defines ``SWEEP``: adding one is one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).parent
+# Same names and defaults as sweeps.runner (not imported: it pulls in MLflow, ~10 s).
+RESULTS_ENV = "CNNSWEEP_RESULTS_DIR"
+STORAGE_ENV = "CNNSWEEP_STORAGE_PATH"
+STATE_FOLDER = ".cnnsweep"
+SIDECAR = "cnnsweep.json"
+NOT_PAPER_TABLES = ("trials", "epochs", "asha_decisions")
+
+
+def available_sweeps() -> dict[str, str]:
+    """{sweep name: first line of its docstring}, found without importing anything: the
+    modules of this package that assign ``SWEEP`` at top level."""
+    found = {}
+    for path in sorted(PACKAGE_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        assigns = [
+            t.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        ]
+        if "SWEEP" in assigns:
+            found[path.stem] = (ast.get_docstring(tree) or "").strip().splitlines()[0]
+    return found
+
+
+def check_sweep(name: str) -> str:
+    names = available_sweeps()
+    if name not in names:
+        raise SystemExit(f"error: sweep {name!r} is unknown; allowed: {', '.join(names)}")
+    return name
+
+
+def results_dir(flag: str | None) -> Path:
+    return Path(flag or os.environ.get(RESULTS_ENV) or "results").expanduser()
+
+
+def storage_path(flag: str | None) -> Path:
+    return Path(flag or os.environ.get(STORAGE_ENV) or "~/ray_results").expanduser()
+
+
+def print_rows(rows: list[dict], fmt: str) -> None:
+    """A list of records as an aligned text table (like ``ray job list``) or JSON."""
+    if fmt == "json":
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    if not rows:
+        return
+    cols = list(rows[0])
+    width = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print("  ".join(c.upper().ljust(width[c]) for c in cols).rstrip())
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(width[c]) for c in cols).rstrip())
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def cmd_list(args) -> int:
+    """The sweeps this package defines and what each has published under the results dir."""
+    rows = []
+    for name, doc in available_sweeps().items():
+        folder = results_dir(args.results_dir) / name
+        prov = folder / "provenance.json"
+        meta = json.loads(prov.read_text()) if prov.exists() else {}
+        tables = sorted(p.stem for p in folder.glob("*.parquet") if p.stem not in NOT_PAPER_TABLES)
+        rows.append(
+            {
+                "sweep": name,
+                "results": meta.get("date_utc", "none"),
+                "budget": meta.get("budget", ""),
+                "trials": meta.get("trials", ""),
+                "tables": ",".join(tables),
+                "description": doc,
+            }
+        )
+    print_rows(rows, args.format)
+    return 0
+
+
+def _sweep_main(name: str, argv: list[str], verb: str = "run") -> int:
+    module = importlib.import_module(f"sweeps.{check_sweep(name)}")
+    from sweeps.runner import main
+
+    return main(module.SWEEP, argv, doc=module.__doc__, prog=f"cnnsweep {verb} {name}")
+
+
+def cmd_run(args) -> int:
+    """Run a sweep: every flag after the sweep's name is the sweep's own."""
+    return _sweep_main(args.sweep, args.flags)
+
+
+def cmd_resume(args) -> int:
+    """Continue a sweep whose driver died: same flags as the original run (plus --name)."""
+    if "--resume" in args.flags:
+        args.flags.remove("--resume")
+    return _sweep_main(args.sweep, ["--resume", *args.flags], "resume")
+
+
+def cmd_runs(args) -> int:
+    """Runs under the Tune storage path, newest first, with what ``resume`` needs."""
+    store = storage_path(args.storage_path)
+    rows = []
+    for side in (store / STATE_FOLDER).glob(f"*/{SIDECAR}"):
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if args.sweep and meta.get("sweep") != args.sweep:
+            continue
+        exp = store / side.parent.name
+        rows.append(
+            {
+                "name": side.parent.name,
+                "sweep": meta.get("sweep", "?"),
+                "status": meta.get("status", "unfinished" if exp.exists() else "no Tune state"),
+                "started_utc": meta.get("started_utc", ""),
+                "trials": sum(1 for p in exp.glob("train_trial_*") if p.is_dir()),
+                "mlflow_parent_run": meta.get("mlflow", {}).get("parent_run_id", ""),
+                "_mtime": side.stat().st_mtime,
+            }
+        )
+    rows.sort(key=lambda r: r.pop("_mtime"), reverse=True)
+    if not rows:
+        which = f"{args.sweep} " if args.sweep else ""
+        print(f"no {which}runs under {store} (set --storage-path or ${STORAGE_ENV})")
+        return 0
+    print_rows(rows, args.format)
+    return 0
+
+
+def cmd_show(args) -> int:
+    """Print one result table (default: the sweep's first paper table)."""
+    import pandas as pd
+
+    from sweeps.results import load_results, to_markdown
+
+    check_sweep(args.sweep)
+    try:
+        tables = load_results(args.sweep, results_dir(args.results_dir), run=args.run)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paper = [t for t in tables if t not in NOT_PAPER_TABLES]
+    name = args.table or (paper[0] if paper else "trials")
+    if name not in tables:
+        print(
+            f"error: table {name!r} is not in {args.sweep}; allowed: {', '.join(tables)}",
+            file=sys.stderr,
+        )
+        return 2
+    df = tables[name]
+    if args.columns:
+        missing = [c for c in args.columns if c not in df.columns]
+        if missing:
+            print(
+                f"error: columns {missing} are not in {name}; allowed: {', '.join(df.columns)}",
+                file=sys.stderr,
+            )
+            return 2
+        df = df[args.columns]
+    if args.format == "csv":
+        df.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(df.to_json(orient="records", indent=1))
+    else:
+        with pd.option_context("display.width", 200):
+            print(to_markdown(df))
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Render results/<sweep>/report.md and report.html (and log them to MLflow)."""
+    from sweeps import report
+
+    argv = [check_sweep(args.sweep), "--results-dir", str(results_dir(args.results_dir))]
+    if args.tracking_uri:
+        argv += ["--tracking-uri", args.tracking_uri]
+    if args.run_id:
+        argv += ["--run-id", args.run_id]
+    return report.main(argv)
+
+
+# ------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    names = available_sweeps()
+    sweep_help = "one of: " + ", ".join(names)
+    p = argparse.ArgumentParser(
+        prog="cnnsweep",
+        description="Run CNN hyperparameter sweeps on Ray Tune (logged to MLflow) and read "
+        "their Parquet result tables and reports.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              cnnsweep list
+              cnnsweep run mnist_optimizers --budget cpu --data-root ../shared/data
+              cnnsweep run mnist_optimizers --help        # the sweep's own flags
+              ray job submit --working-dir . -- cnnsweep run mnist_optimizers
+              cnnsweep runs mnist_optimizers
+              cnnsweep resume mnist_optimizers --budget cpu   # the original flags
+              cnnsweep show mnist_optimizers table1 --format csv
+              cnnsweep report mnist_optimizers
+            """
+        ),
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=func.__doc__)
+        sp.set_defaults(func=func)
+        return sp
+
+    def results_flag(sp):
+        sp.add_argument(
+            "--results-dir",
+            help=f"where result tables live (default ${RESULTS_ENV}, else ./results)",
+        )
+
+    def format_flag(sp, choices=("table", "json")):
+        sp.add_argument("--format", choices=choices, default=choices[0], help="output format")
+
+    sp = add("list", cmd_list, "list the sweeps and what each has published")
+    results_flag(sp)
+    format_flag(sp)
+
+    for name, func, what in (
+        ("run", cmd_run, "run a sweep (flags after its name are the sweep's: see --help)"),
+        ("resume", cmd_resume, "continue a sweep whose driver died (the original flags)"),
+    ):
+        sp = add(name, func, what)
+        sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
+        sp.add_argument(
+            "flags",
+            nargs=argparse.REMAINDER,
+            metavar="FLAGS",
+            help="the sweep's flags (--budget, --models, --lrs, --tracking-uri, ...); "
+            f"`cnnsweep {name} SWEEP --help` lists them",
+        )
+
+    sp = add("runs", cmd_runs, "list runs under the Tune storage path (for resume)")
+    sp.add_argument("sweep", nargs="?", metavar="SWEEP", help="only this sweep's runs")
+    sp.add_argument(
+        "--storage-path",
+        help=f"Tune storage (default ${STORAGE_ENV}, else ~/ray_results)",
+    )
+    format_flag(sp)
+
+    sp = add("show", cmd_show, "print a result table")
+    sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
+    sp.add_argument(
+        "table",
+        nargs="?",
+        help="table name (file stem: table1, trials, epochs, asha_decisions, ...); "
+        "default the first paper table",
+    )
+    results_flag(sp)
+    sp.add_argument(
+        "--run", help="read this run's own folder (runs/<name>/), not the published set"
+    )
+    sp.add_argument(
+        "--columns", type=lambda s: [c for c in s.split(",") if c], help="comma-separated subset"
+    )
+    format_flag(sp, ("markdown", "csv", "json"))
+
+    sp = add("report", cmd_report, "render report.md + report.html from the Parquet tables")
+    sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
+    results_flag(sp)
+    sp.add_argument(
+        "--tracking-uri",
+        help="also log the report to the sweep's parent MLflow run on this server "
+        "(default: $MLFLOW_TRACKING_URI if set, else not logged)",
+    )
+    sp.add_argument("--run-id", help="the MLflow run to log to (default: the provenance's parent)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The ``cnnsweep`` console script: the installed entry point, each command's help, and
+its answers on real result files (the end-to-end run is in test_cli_e2e)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeps.cli import available_sweeps
+from sweeps.results import write_parquet
+
+CNNSWEEP = shutil.which("cnnsweep") or str(Path(sys.executable).with_name("cnnsweep"))
+SWEEPS = {"mnist_optimizers", "cifar_cnns", "chromosome_baselines", "anet_generalization"}
+
+
+def cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CNNSWEEP, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+
+
+def test_the_console_script_is_installed_and_lists_its_commands():
+    out = cli("--help")
+    assert out.returncode == 0, out.stderr
+    for command in ("list", "run", "resume", "runs", "show", "report"):
+        assert f"    {command} " in out.stdout
+    assert "ray job submit --working-dir . -- cnnsweep run mnist_optimizers" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("list", ["--results-dir", "--format"]),
+        ("runs", ["--storage-path", "--format"]),
+        ("show", ["--results-dir", "--run", "--columns", "--format"]),
+        ("report", ["--results-dir", "--tracking-uri", "--run-id"]),
+        ("run", ["SWEEP", "FLAGS"]),
+    ],
+)
+def test_each_command_explains_its_flags(command, flags):
+    out = cli(command, "--help")
+    assert out.returncode == 0, out.stderr
+    for flag in flags:
+        assert flag in out.stdout, (command, flag)
+
+
+def test_run_help_is_the_sweeps_own():
+    out = cli("run", "mnist_optimizers", "--help")
+    assert out.returncode == 0
+    assert out.stdout.startswith("usage: cnnsweep run mnist_optimizers")
+    assert "--tracking-uri" in out.stdout and "Table I of paper 003" in out.stdout
+
+
+def test_sweeps_are_found_without_importing_them():
+    assert set(available_sweeps()) == SWEEPS
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, sweeps.cli as c; c.available_sweeps(); "
+            "print('torch' in sys.modules, 'mlflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "nope"], "sweep 'nope' is unknown; allowed: anet_generalization"),
+        (["show", "nope"], "sweep 'nope' is unknown"),
+        (["run", "mnist_optimizers", "--budget", "huge"], "--budget 'huge' is unknown"),
+        (["resume", "mnist_optimizers", "--budget", "huge"], "--budget 'huge' is unknown"),
+    ],
+)
+def test_bad_input_is_a_clear_error(args, needle, tmp_path):
+    out = cli(*args, cwd=tmp_path)
+    assert out.returncode != 0
+    assert needle in out.stderr + out.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """A published-looking mnist_optimizers folder written with the project's writers."""
+    folder = tmp_path / "results" / "mnist_optimizers"
+    prov = {"date_utc": "2026-01-02T03:04:05Z", "budget": "cpu", "trials": 2}
+    table = pd.DataFrame(
+        {
+            "model": ["resnet18", "vgg16"],
+            "lr": [0.01, 0.1],
+            "published_test_acc_pct": [99.4, 99.1],
+            "ours_test_acc_pct": [96.35, 10.1],
+        }
+    )
+    write_parquet(table, folder / "table1.parquet", prov)
+    write_parquet(pd.DataFrame({"trial_id": ["a", "b"]}), folder / "trials.parquet", prov)
+    (folder / "provenance.json").write_text(json.dumps(prov))
+    return tmp_path / "results"
+
+
+def test_list_reports_what_each_sweep_published(results):
+    out = cli("list", "--results-dir", results, "--format", "json")
+    rows = {r["sweep"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == SWEEPS
+    assert rows["mnist_optimizers"]["results"] == "2026-01-02T03:04:05Z"
+    assert (
+        rows["mnist_optimizers"]["tables"] == "table1" and rows["mnist_optimizers"]["trials"] == 2
+    )
+    assert rows["cifar_cnns"]["results"] == "none"
+    text = cli("list", "--results-dir", results).stdout.splitlines()
+    assert text[0].split()[:3] == ["SWEEP", "RESULTS", "BUDGET"]
+
+
+def test_show_prints_the_table_in_each_format(results):
+    csv = cli("show", "mnist_optimizers", "--results-dir", results, "--format", "csv")
+    assert csv.returncode == 0, csv.stderr
+    df = pd.read_csv(StringIO(csv.stdout))
+    assert df["ours_test_acc_pct"].tolist() == [96.35, 10.1]
+    md = cli(
+        "show",
+        "mnist_optimizers",
+        "table1",
+        "--results-dir",
+        results,
+        "--columns",
+        "model,ours_test_acc_pct",
+    ).stdout
+    assert md.splitlines()[:3] == [
+        "| model | ours_test_acc_pct |",
+        "|---|---|",
+        "| resnet18 | 96.35 |",
+    ]
+    js = cli("show", "mnist_optimizers", "trials", "--results-dir", results, "--format", "json")
+    assert json.loads(js.stdout) == [{"trial_id": "a"}, {"trial_id": "b"}]
+    bad = cli("show", "mnist_optimizers", "table9", "--results-dir", results)
+    assert bad.returncode == 2 and "allowed: table1, trials" in bad.stderr
+    col = cli("show", "mnist_optimizers", "--results-dir", results, "--columns", "nope")
+    assert col.returncode == 2 and "columns ['nope'] are not in table1" in col.stderr
+    none = cli("show", "cifar_cnns", "--results-dir", results)
+    assert none.returncode == 2 and "no Parquet tables" in none.stderr
+
+
+def test_runs_lists_runs_under_the_storage_path(tmp_path):
+    store = tmp_path / "ray"
+    for name, sweep, status in (("a", "mnist_optimizers", "finished"), ("b", "cifar_cnns", None)):
+        state = store / ".cnnsweep" / name
+        state.mkdir(parents=True)
+        meta = {"sweep": sweep, "mlflow": {"parent_run_id": f"run-{name}"}}
+        if status:
+            meta["status"] = status
+        (state / "cnnsweep.json").write_text(json.dumps(meta))
+        for t in range(2):
+            (store / name / f"train_trial_{t}").mkdir(parents=True)
+    rows = json.loads(cli("runs", "--storage-path", store, "--format", "json").stdout)
+    got = {r["name"]: (r["sweep"], r["status"], r["trials"], r["mlflow_parent_run"]) for r in rows}
+    assert got == {
+        "a": ("mnist_optimizers", "finished", 2, "run-a"),
+        "b": ("cifar_cnns", "unfinished", 2, "run-b"),
+    }
+    only = json.loads(cli("runs", "cifar_cnns", "--storage-path", store, "--format", "json").stdout)
+    assert [r["name"] for r in only] == ["b"]
+    empty = cli("runs", "--storage-path", tmp_path / "none")
+    assert empty.returncode == 0 and "no runs under" in empty.stdout

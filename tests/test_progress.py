@@ -1,0 +1,82 @@
+"""Per-batch progress bars open only for epochs long enough to watch."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainables.config import TrialConfig
+from trainables.datasets import load_splits
+from trainables.engine import Run
+from trainables.progress import AFTER_ENV, EpochBar, after_seconds
+
+
+class Recorder(EpochBar):
+    """EpochBar whose bar is a list of updates (the real tqdm is tested below)."""
+
+    def _open(self):
+        rec = self
+
+        class Bar:
+            updates: list[int] = []
+
+            def update(self, n):
+                self.updates.append(n)
+
+            def close(self):
+                rec.closed = True
+
+        return Bar()
+
+
+def test_bar_opens_after_the_threshold_with_what_was_already_done():
+    bar = Recorder("e", total=100, after_s=0.0)
+    bar.update(10)
+    bar.update(5)
+    bar.close()
+    assert bar.opened and bar.bar.updates == [10, 5] and bar.closed
+
+
+def test_short_epochs_print_nothing(capsys):
+    bar = EpochBar("e", total=100, after_s=3600)
+    for _ in range(10):
+        bar.update(10)
+    bar.close()
+    assert not bar.opened and capsys.readouterr().err == ""
+
+
+def test_a_real_bar_reaches_the_total(capsys):
+    bar = EpochBar("epoch 1", total=40, after_s=0.0)
+    for _ in range(4):
+        bar.update(10)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "epoch 1" in err and "40/40" in err
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"), [("", 30.0), ("0", 0.0), ("12.5", 12.5), ("off", None), ("x", 30.0)]
+)
+def test_threshold_from_the_environment(monkeypatch, raw, want):
+    monkeypatch.setenv(AFTER_ENV, raw)
+    assert after_seconds() == want
+
+
+def test_engine_reports_every_training_image():
+    data = load_splits("synthetic", image_size=16, train_limit=70, val_limit=20, test_limit=20)
+    run = Run(
+        TrialConfig.from_dict(
+            {
+                "model": "simple_cnn",
+                "image_size": 16,
+                "batch_size": 32,
+                "epochs": 1,
+                "optimizer": "sgd",
+                "lr": 0.01,
+            }
+        ),
+        data,
+    )
+    bar = Recorder("e", total=len(data.train), after_s=0.0)
+    run.train_epoch(progress=bar)
+    # 70 images in batches of 32: 32 + 32 + 6
+    assert bar.done == 70 and bar.bar.updates == [32, 32, 6] and bar.closed
