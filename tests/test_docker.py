@@ -1,0 +1,503 @@
+"""docker/ without a Docker engine: the Dockerfiles and the entrypoint linted (hadolint,
+shellcheck), the two images checked to install the project the same way, the KubeRay
+RayJob checked as data and its pod templates against Kubernetes' schema, and the
+containers' start-up script (docker/entrypoint.sh) run outside Docker: the ``mlflow`` role
+on SQLite and the ``ray-head`` role, each on free loopback ports, answering, then stopped
+(only the processes this test started)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from conftest import REPO, free_port, stop_ray_cluster
+
+DOCKER = REPO / "docker"
+ENTRYPOINT = DOCKER / "entrypoint.sh"
+DOCKERFILES = {"cpu": DOCKER / "Dockerfile.cpu", "gpu": DOCKER / "Dockerfile.gpu"}
+RAYJOB = DOCKER / "kuberay" / "rayjob.yaml"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """A linter installed with the dev dependencies (next to this Python, or on PATH)."""
+    found = BIN / name if (BIN / name).exists() else shutil.which(name)
+    if not found:
+        msg = f"{name} is not installed (pip install -e '.[dev]')"
+        pytest.fail(msg) if os.environ.get("CI") else pytest.skip(msg)
+    return str(found)
+
+
+def module(name: str):
+    """A checker installed with the dev dependencies."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        msg = f"{name} is not installed (pip install -e '.[dev]')"
+        pytest.fail(msg) if os.environ.get("CI") else pytest.skip(msg)
+
+
+def entrypoint_roles() -> set[str]:
+    """The roles the entrypoint's top-level ``case`` handles."""
+    text = ENTRYPOINT.read_text()
+    top = text[text.index("case $role in") : text.index("\nesac")]
+    return set(re.findall(r"^  ([a-z-]+)\)", top, re.M))
+
+
+# ----------------------------------------------------------------------------- linters
+
+
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_dockerfile_is_hadolint_clean(flavour):
+    out = subprocess.run(
+        [tool("hadolint"), "--no-color", str(DOCKERFILES[flavour])], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    # every rule switched off says why, on the comment lines just above it
+    lines = DOCKERFILES[flavour].read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("# hadolint ignore="):
+            assert lines[i - 1].startswith("# ") and len(lines[i - 1]) > 20, line
+
+
+def test_entrypoint_is_shellcheck_clean():
+    out = subprocess.run([tool("shellcheck"), str(ENTRYPOINT)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert os.access(ENTRYPOINT, os.X_OK)
+
+
+# -------------------------------------------------------------------------- the images
+
+
+def test_images_install_the_project_the_same_way():
+    """Both images: one pip command with pyproject.toml's pins (nothing re-pinned), a
+    non-root numeric user, the entrypoint, a health check, no secret baked in."""
+    texts = {k: p.read_text() for k, p in DOCKERFILES.items()}
+    tails = {
+        k: t[re.search(r"^RUN python3\.11 -m venv", t, re.M).start() :] for k, t in texts.items()
+    }
+    assert tails["cpu"] == tails["gpu"], "the images differ after the Python install"
+
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[\[=<>~ ]", p)[0].lower() for p in pins}
+    for flavour, text in texts.items():
+        pip = [ln for ln in text.splitlines() if re.match(r"RUN .*pip install", ln)]
+        assert len(pip) == 1, f"{flavour}: one pip command, so the resolver sees every pin"
+        args = pip[0].split("pip install", 1)[1].split()
+        assert "-e" in args and "." in args, pip[0]
+        extra = [a for a in args if not a.startswith("-") and a != "."]
+        assert all(re.fullmatch(r"[\w.-]+==[\w.]+", a) for a in extra), f"unpinned: {extra}"
+        assert not {re.split("==", a)[0].lower() for a in extra} & names, "re-pins the project"
+        assert re.search(r"^USER [1-9]\d*:[1-9]\d*$", text, re.M), "a numeric non-root user"
+        assert 'ENTRYPOINT ["cnnsweep-entrypoint"]' in text
+        assert 'CMD ["cnnsweep-entrypoint", "health"]' in text
+        for line in text.splitlines():
+            if line.startswith(("ENV", "ARG")):
+                assert not re.search(r"PASSWORD|TOKEN|SECRET", line, re.I), line
+
+    assert texts["cpu"].startswith("#") and "FROM python:3.11-" in texts["cpu"]
+    base = re.search(r"ARG CUDA_IMAGE=(\S+)", texts["gpu"]).group(1)
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-(base|runtime)-ubuntu\d+\.\d+", base)
+    assert "FROM ${CUDA_IMAGE}" in texts["gpu"] and "python3.11" in texts["gpu"]
+
+
+# ------------------------------------------------------------------------ the RayJob
+
+
+def rayjob() -> tuple[dict, dict]:
+    docs = {d["kind"]: d for d in yaml.safe_load_all(RAYJOB.read_text())}
+    assert set(docs) == {"PersistentVolumeClaim", "RayJob"}
+    return docs["RayJob"], docs["PersistentVolumeClaim"]
+
+
+def pod_templates(job: dict) -> dict[str, dict]:
+    spec = job["spec"]["rayClusterSpec"]
+    out = {
+        "head": spec["headGroupSpec"]["template"],
+        "submitter": job["spec"]["submitterPodTemplate"],
+    }
+    out |= {f"worker-{g['groupName']}": g["template"] for g in spec["workerGroupSpecs"]}
+    return out
+
+
+def test_rayjob_runs_the_sweep_on_gpu_workers_with_shared_storage():
+    job, pvc = rayjob()
+    spec = job["spec"]
+    assert job["apiVersion"] == "ray.io/v1"
+    cmd = spec["entrypoint"].split()
+    assert cmd[:2] == ["python", "sweeps/mnist_optimizers.py"] and (REPO / cmd[1]).exists()
+    flags = dict(zip(cmd[2::2], cmd[3::2], strict=True))
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    ray_pin = next(
+        p
+        for p in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        if p.startswith("ray[")
+    )
+    assert ray_pin.endswith("==" + spec["rayClusterSpec"]["rayVersion"])
+    auth = spec["rayClusterSpec"]["authOptions"]
+    assert auth["mode"] == "token" and auth["secretName"], "the token comes from a Secret"
+
+    # the storage path, results and data on the ReadWriteMany claim, on every Ray pod
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    for name, tpl in pod_templates(job).items():
+        if name == "submitter":
+            continue
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in tpl["spec"]["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        assert list(claims.values()) == [pvc["metadata"]["name"]], name
+        (c,) = tpl["spec"]["containers"]
+        mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] in claims)
+        for flag in ("--storage-path", "--results-dir", "--data-root"):
+            assert flags[flag].startswith(mount + "/"), (name, flag)
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["MLFLOW_TRACKING_URI"].startswith("http"), name
+        assert not {k for k in env if re.search("TOKEN|PASSWORD", k)}, "secrets via authOptions"
+        # probes: the image's entrypoint, with a role it has
+        probe = c["readinessProbe"]["exec"]["command"]
+        assert probe[:2] == ["cnnsweep-entrypoint", "health"] and probe[2] in entrypoint_roles()
+        assert c["livenessProbe"] == c["readinessProbe"]
+        assert tpl["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    for name, tpl in pod_templates(job).items():
+        for c in tpl["spec"]["containers"]:
+            res = c["resources"]
+            assert res["requests"] and res["limits"], f"{name}: resources set"
+            gpus = res["limits"].get("nvidia.com/gpu")
+            assert (gpus is not None) == name.startswith("worker-"), f"{name}: GPUs"
+            assert c["image"].endswith(":gpu" if gpus else ":cpu"), f"{name}: {c['image']}"
+    head = spec["rayClusterSpec"]["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0", "no trials on the head"
+
+
+def test_rayjob_pod_templates_are_valid_kubernetes():
+    """The pod templates (most of the manifest) and the claim, against Kubernetes' own
+    schema, strictly: a misspelt field fails. KubeRay's CRD schema is not at hand here."""
+    kv = module("kubernetes_validate")
+    job, pvc = rayjob()
+    resources = [pvc]
+    for name, tpl in pod_templates(job).items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, **tpl}
+        resources.append(pod)
+    for r in resources:
+        kv.validate(r, kv.latest_version(), strict=True)
+    bad = {**resources[1], "spec": {**resources[1]["spec"], "securityContext": {"runAsUsr": 1}}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(bad, kv.latest_version(), strict=True)
+
+
+# ------------------------------------------------------- the entrypoint outside Docker
+
+
+def run_entrypoint(*args, env=None, drop=(), **kw) -> subprocess.CompletedProcess:
+    """The entrypoint as a container runs it: this environment (less ``drop``) plus ``env``."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    env = {k: v for k, v in env.items() if k not in drop}
+    return subprocess.run(
+        [str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=60, **kw
+    )
+
+
+def test_entrypoint_usage_unknown_roles_and_commands(tmp_path):
+    assert entrypoint_roles() == {"ray-head", "ray-worker", "mlflow", "health"}
+    out = run_entrypoint()
+    assert out.returncode == 2 and "usage" in out.stderr
+    out = run_entrypoint("health", "ray-tail")
+    assert out.returncode == 2 and "unknown role 'ray-tail'" in out.stderr
+    # every serving role has a probe: with nothing listening it fails (1), not "unknown" (2)
+    ports = ("RAY_DASHBOARD_PORT", "RAY_DASHBOARD_AGENT_PORT", "MLFLOW_PORT")
+    nothing = {v: str(free_port()) for v in ports}
+    for role in entrypoint_roles() - {"health"}:
+        out = run_entrypoint("health", role, env=nothing)
+        assert out.returncode == 1, (role, out.stderr)
+    # a container started with a plain command (no role) has nothing to probe
+    role_file = {"CNNSWEEP_ROLE_FILE": str(tmp_path / "none")}
+    assert run_entrypoint("health", env=role_file).returncode == 0
+    out = run_entrypoint("python", "-c", "print('ran as a command')")
+    assert out.returncode == 0 and out.stdout == "ran as a command\n"
+
+
+def test_mlflow_role_builds_the_postgres_uri_without_exposing_the_password(tmp_path):
+    """The URI reaches mlflow in its environment, percent-encoded; the password is on no
+    command line and in no output. A missing password stops before mlflow starts."""
+    fake = tmp_path / "mlflow"
+    fake.write_text(
+        "#!/usr/bin/env python3\nimport json, os, sys\n"
+        f"open({str(tmp_path / 'seen.json')!r}, 'w').write(json.dumps("
+        "{'argv': sys.argv[1:], 'uri': os.environ['MLFLOW_BACKEND_STORE_URI']}))\n"
+    )
+    fake.chmod(0o755)
+    password = "p@ss/w:rd %&"
+    env = {
+        "MLFLOW_BIN": str(fake),
+        "POSTGRES_PASSWORD": password,
+        "POSTGRES_HOST": "db.internal",
+        "POSTGRES_PORT": "6543",
+        "POSTGRES_DB": "runs",
+        "MLFLOW_PORT": "5123",
+    }
+    out = run_entrypoint("mlflow", "--dev-flag", env=env, drop=["MLFLOW_BACKEND_STORE_URI"])
+    assert out.returncode == 0, out.stderr
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["uri"] == "postgresql://mlflow:p%40ss%2Fw%3Ard%20%25%26@db.internal:6543/runs"
+    assert seen["argv"][:5] == ["server", "--host", "0.0.0.0", "--port", "5123"]
+    assert seen["argv"][-1] == "--dev-flag"
+    assert seen["argv"][5:7] == ["--workers", "1"]
+    assert not any("p@ss" in a or "postgresql" in a for a in seen["argv"])
+    assert "p@ss" not in out.stdout + out.stderr and "p%40ss" not in out.stdout + out.stderr
+
+    (tmp_path / "seen.json").unlink()
+    unset = ["MLFLOW_BACKEND_STORE_URI", "POSTGRES_PASSWORD"]
+    out = run_entrypoint("mlflow", env={"MLFLOW_BIN": str(fake)}, drop=unset)
+    assert out.returncode == 2 and "POSTGRES_PASSWORD" in out.stderr
+    assert not (tmp_path / "seen.json").exists()
+
+
+def _status(url: str, headers: dict | None = None) -> int:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _wait(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            _status(url)
+            return
+        assert proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer: {log.read_text()[-3000:]}")
+
+
+def _kill(procs) -> None:
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+def _tree(pid: int) -> list:
+    with contextlib.suppress(psutil.Error):
+        p = psutil.Process(pid)
+        return [p, *p.children(recursive=True)]
+    return []
+
+
+@pytest.mark.slow
+def test_mlflow_role_serves_on_sqlite_outside_docker(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "mlartifacts"),
+        "MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow,mlflow:*,127.0.0.1,127.0.0.1:*",
+        "CNNSWEEP_ROLE_FILE": str(tmp_path / "role"),
+    }
+    log = tmp_path / "mlflow.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(
+            [str(ENTRYPOINT), "mlflow"],
+            cwd=tmp_path,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait(f"{uri}/health", proc, log)
+        assert _status(f"{uri}/health") == 200
+        assert (tmp_path / "role").read_text() == "mlflow\n"
+        assert run_entrypoint("health", "mlflow", env=env).returncode == 0
+        assert run_entrypoint("health", env=env).returncode == 0  # the role it started as
+        # what the compose nodes send (Host: mlflow:5000) is allowed, anything else is not
+        api = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert _status(api, {"Host": f"mlflow:{port}"}) == 200
+        assert _status(api, {"Host": "attacker.example"}) == 403
+        # a run's artifact lands in the artifacts destination (the volume in compose)
+        code = (
+            "import mlflow, sys; mlflow.set_tracking_uri(sys.argv[1]);"
+            "r = mlflow.start_run(); mlflow.log_text('hello', 'hello.txt'); mlflow.end_run();"
+            "print(r.info.run_id)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, uri], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        run_id = out.stdout.split()[-1]
+        assert list((tmp_path / "mlartifacts").rglob(f"*{run_id}*/**/hello.txt"))
+        assert (tmp_path / "mlflow.db").stat().st_size > 0
+        # `docker stop` sends SIGTERM to the role's process (exec'd, so it is PID 1)
+        tree = _tree(proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        _, alive = psutil.wait_procs(tree, timeout=15)
+        assert not alive, f"left running after SIGTERM: {alive}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
+
+
+RAY_PORT_FLAGS = (
+    "object-manager",
+    "node-manager",
+    "metrics-export",
+    "runtime-env-agent",
+    "dashboard-agent-grpc",
+    "ray-client-server",
+)
+
+
+def _ray_procs(gcs_port: int, ray_tmp: str, pid: int) -> list:
+    """This test's Ray processes: the role's tree and every process naming its GCS port
+    or its temp dir (agents and workers that left the tree), with their children."""
+    mark = re.compile(rf"(:{gcs_port}|--gcs_server_port={gcs_port}|--port={gcs_port})(?!\d)")
+    found = {p.pid: p for p in _tree(pid)}
+    for p in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if mark.search(cmdline) or ray_tmp in cmdline:
+            found |= {c.pid: c for c in _tree(p.pid)}
+    return list(found.values())
+
+
+@pytest.mark.slow
+def test_ray_head_role_serves_with_token_auth_outside_docker(tmp_path):
+    """The head as compose starts it, on loopback: it answers `ray status` and job
+    submissions with the token only, its health probe passes, a job's driver runs in the
+    directory `ray start` ran in (the image's WORKDIR, which the RayJob relies on), and
+    SIGTERM stops every process it started."""
+    import ray
+
+    ray_tmp = tempfile.mkdtemp(prefix="rdock", dir="/tmp")  # short: Ray's socket paths
+    token_file = tmp_path / "ray_auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    gcs, dashboard, agent = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),  # nothing written to the user's ~/.ray
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # else Ray binds the external address
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_file),  # as the compose secret
+        "RAY_GCS_PORT": str(gcs),
+        "RAY_DASHBOARD_HOST": "127.0.0.1",
+        "RAY_DASHBOARD_PORT": str(dashboard),
+        "RAY_DASHBOARD_AGENT_PORT": str(agent),
+        "RAY_NODE_IP": "127.0.0.1",
+        "RAY_NUM_CPUS": "1",
+        "AUTOSCALER_METRIC_PORT": str(free_port()),
+        "DASHBOARD_METRIC_PORT": str(free_port()),
+        "CNNSWEEP_ROLE_FILE": str(tmp_path / "role"),
+    }
+    extra = [f"--{n}-port={free_port()}" for n in RAY_PORT_FLAGS] + [f"--temp-dir={ray_tmp}"]
+    workdir = tmp_path / "app"
+    workdir.mkdir()
+    log = tmp_path / "ray-head.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(
+            [str(ENTRYPOINT), "ray-head", *extra],
+            cwd=workdir,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{dashboard}"
+    try:
+        _wait(f"{base}/api/gcs_healthz", proc, log)
+        assert (tmp_path / "role").read_text() == "ray-head\n"
+        # the raylet's agent comes up after the GCS: probe as a health check does, with retries
+        for _ in range(60):
+            if run_entrypoint("health", "ray-head", env=env).returncode == 0:
+                break
+            time.sleep(1)
+        assert run_entrypoint("health", "ray-head", env=env).returncode == 0, log.read_text()
+        assert run_entrypoint("health", env=env).returncode == 0  # the role it started as
+
+        auth = {"Authorization": f"Bearer {token_file.read_text()}"}
+        assert _status(f"{base}/api/version") == 401, "the dashboard answers without a token"
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{base}/api/version", headers=auth)
+        ) as r:
+            assert yaml.safe_load(r.read())["ray_version"] == ray.__version__
+
+        status = subprocess.run(
+            [str(BIN / "ray"), "status", "--address", f"127.0.0.1:{gcs}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert re.search(r"0\.0/1\.0 CPU", status.stdout), status.stdout
+
+        # Ray's job agent can lag behind the GCS: retry "No available agent" as `make run` does
+        job = [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            base,
+            "--",
+            "python",
+            "-c",
+            "import os; print('cwd=' + os.getcwd())",
+        ]
+        for _ in range(12):
+            out = subprocess.run(job, env=env, capture_output=True, text=True, timeout=180)
+            if "No available agent" not in out.stdout + out.stderr:
+                break
+            time.sleep(5)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert f"cwd={workdir}" in out.stdout
+
+        # every socket of this cluster is on loopback
+        for p in _ray_procs(gcs, ray_tmp, proc.pid):
+            with contextlib.suppress(psutil.Error):
+                for c in p.net_connections(kind="inet"):
+                    if c.status == psutil.CONN_LISTEN:
+                        assert c.laddr.ip in ("127.0.0.1", "::ffff:127.0.0.1"), (p.name(), c)
+
+        # `docker stop`: SIGTERM to the role's process drains the node and ends it all
+        procs = _ray_procs(gcs, ray_tmp, proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(45)
+        _, alive = psutil.wait_procs(procs, timeout=20)
+        assert not alive, f"left running after SIGTERM: {[p.pid for p in alive]}"
+    finally:
+        _kill(_ray_procs(gcs, ray_tmp, proc.pid))
+        stop_ray_cluster(gcs)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(15)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
