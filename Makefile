@@ -36,7 +36,7 @@ SWEEP_ARGS ?=
 # here so it cannot collide with a cluster the user already runs.
 RAY_START_ARGS ?=
 
-.PHONY: install up down run test test-fast lint status
+.PHONY: install sysdeps up down run test test-fast lint status
 
 install: $(VENV)/.installed
 
@@ -99,7 +99,20 @@ run: up
 	@echo "MLflow UI:     $(MLFLOW_URI)"
 	@echo "Ray dashboard: $(DASHBOARD_URL)"
 
-test: install
+# Debian packages the tests drive for real: PostgreSQL (MLflow's PostgreSQL store) and
+# chromium (the MLflow UI test, through Playwright without a browser download).
+SYSDEPS_MISSING = $(strip $(if $(wildcard /usr/bin/chromium),,chromium) \
+  $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql))
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+
+sysdeps:
+	@if [ -n "$(SYSDEPS_MISSING)" ]; then \
+	  echo "installing Debian packages: $(SYSDEPS_MISSING)"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    --no-install-recommends $(SYSDEPS_MISSING); \
+	fi
+
+test: install sysdeps
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: install

@@ -47,9 +47,10 @@ ray_node_flags() {
   return 0
 }
 
-# postgresql://USER:PASSWORD@HOST:PORT/DB with user and password percent-encoded (a
-# password with @ or / would otherwise break the URI); read from the environment, so the
-# password is never an argument of any process.
+# postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB (+psycopg2: SQLAlchemy 2.1 maps a bare
+# postgresql:// to psycopg 3, which the image does not install), user and password
+# percent-encoded (a password with @ or / would otherwise break the URI); read from the
+# environment, so the password is never an argument of any process.
 postgres_uri() {
   [[ -n ${POSTGRES_PASSWORD:-} ]] ||
     die "mlflow: set MLFLOW_BACKEND_STORE_URI, or POSTGRES_PASSWORD for the PostgreSQL store"
@@ -58,7 +59,7 @@ postgres_uri() {
     "$PYTHON_BIN" -c 'import os; from urllib.parse import quote
 e = os.environ
 user, password = (quote(e[k], safe="") for k in ("POSTGRES_USER", "POSTGRES_PASSWORD"))
-print("postgresql://{}:{}@{}:{}/{}".format(
+print("postgresql+psycopg2://{}:{}@{}:{}/{}".format(
     user, password, e["POSTGRES_HOST"], e["POSTGRES_PORT"], e["POSTGRES_DB"]))'
 }
 

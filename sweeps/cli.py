@@ -194,14 +194,23 @@ def cmd_show(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Render results/<sweep>/report.md and report.html (and log them to MLflow)."""
+    """Render results/<sweep>/report/ (report.md, report.html, figures) from the Parquet
+    tables; with a tracking URI, log it to the sweep's parent MLflow run as well."""
     from sweeps import report
 
-    argv = [check_sweep(args.sweep), "--results-dir", str(results_dir(args.results_dir))]
-    if args.tracking_uri:
-        argv += ["--tracking-uri", args.tracking_uri]
-    if args.run_id:
-        argv += ["--run-id", args.run_id]
+    sweep = check_sweep(args.sweep)
+    folder = results_dir(args.results_dir)
+    argv = [sweep, "--results-dir", str(folder)]
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    run_id = args.run_id
+    if uri and not run_id:  # the parent run the sweep's provenance names
+        prov = folder / sweep / "provenance.json"
+        run_id = json.loads(prov.read_text()).get("mlflow_parent_run_id") if prov.exists() else None
+        if not run_id:
+            print(f"error: {prov} names no MLflow parent run; pass --run-id", file=sys.stderr)
+            return 2
+    if run_id:
+        argv += ["--run-id", run_id] + (["--tracking-uri", uri] if uri else [])
     return report.main(argv)
 
 
@@ -289,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     format_flag(sp, ("markdown", "csv", "json"))
 
-    sp = add("report", cmd_report, "render report.md + report.html from the Parquet tables")
+    sp = add("report", cmd_report, "render report/report.md + report.html from the tables")
     sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
     results_flag(sp)
     sp.add_argument(
@@ -297,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also log the report to the sweep's parent MLflow run on this server "
         "(default: $MLFLOW_TRACKING_URI if set, else not logged)",
     )
-    sp.add_argument("--run-id", help="the MLflow run to log to (default: the provenance's parent)")
+    sp.add_argument(
+        "--run-id", help="the MLflow run to log to (default: the parent run in provenance.json)"
+    )
     return p
 
 

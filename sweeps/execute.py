@@ -29,9 +29,11 @@ from ray.tune.schedulers import FIFOScheduler
 
 import search_spaces
 from sweeps import plots
+from sweeps.report import REPORT, render, report_files
 from sweeps.results import (
     copy_file,
     provenance,
+    provenance_md,
     publish,
     run_folder,
     to_markdown,
@@ -312,6 +314,8 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         written = write_results(out, trials, epochs_df, tables, prov, figures, extra)
         for path in written:
             logger.submit("artifact", run=parent_id, path=str(path))
+        for path in render_report(out):
+            logger.submit("artifact", run=parent_id, path=str(path), artifact_path=REPORT)
         best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
         now = int(time.time() * 1000)
         summary = [["best_val_acc", float(best["best_val_acc"]), now, 0]]
@@ -388,6 +392,16 @@ def restore_tuner(plan: Plan, trainable, logger: MlflowTrialLogger, scheduler) -
     internal._run_config.progress_reporter = progress_reporter(plan)
     internal._tune_config.scheduler = scheduler
     return tuner
+
+
+def render_report(sweep_dir: Path) -> list[Path]:
+    """``report/`` (Markdown, HTML, figures) from the tables just published; a report that
+    fails to render is a warning, never a failed sweep (the tables are already written)."""
+    try:
+        return report_files(render(sweep_dir).parent)
+    except Exception as exc:
+        print(f"warning: the report could not be rendered ({type(exc).__name__}: {exc})")
+        return []
 
 
 def heatmap_axes(plan: Plan, trials: pd.DataFrame) -> dict:
@@ -624,17 +638,3 @@ def write_results(
         written.append(target)
     publish(out, sweep_dir)
     return written
-
-
-def provenance_md(prov: dict) -> str:
-    v = prov["versions"]
-    hw = prov["hardware"]
-    return (
-        "## Provenance\n\n"
-        f"- command: `{prov['command']}`\n- budget: `{prov['budget']}`; search: "
-        f"{prov['search']}; ASHA: {prov['asha']}\n"
-        f"- data: {prov['data']}\n- hardware: {hw['cpu']} ({hw['cpu_count']} CPUs), "
-        f"GPUs: {hw['gpus'] or 'none'}\n- date (UTC): {prov['date_utc']}; wall: "
-        f"{prov.get('wall_s')} s\n- git commit: `{prov['git_commit']}`\n"
-        f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n"
-    )

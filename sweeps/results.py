@@ -351,3 +351,17 @@ def load_provenance(path: str | Path) -> dict:
     """The provenance stored in a result table's Parquet metadata."""
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
+
+
+def provenance_md(prov: dict) -> str:
+    v = prov["versions"]
+    hw = prov["hardware"]
+    return (
+        "## Provenance\n\n"
+        f"- command: `{prov['command']}`\n- budget: `{prov['budget']}`; search: "
+        f"{prov['search']}; ASHA: {prov['asha']}\n"
+        f"- data: {prov['data']}\n- hardware: {hw['cpu']} ({hw['cpu_count']} CPUs), "
+        f"GPUs: {hw['gpus'] or 'none'}\n- date (UTC): {prov['date_utc']}; wall: "
+        f"{prov.get('wall_s')} s\n- git commit: `{prov['git_commit']}`\n"
+        f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n"
+    )

@@ -258,7 +258,7 @@ class MlflowTrialLogger(tune.Callback):
         elif op == "status":
             self.client.update_run(self._run_id(call), status=call["status"])
         elif op == "artifact":
-            self.client.log_artifact(self._run_id(call), call["path"])
+            self.client.log_artifact(self._run_id(call), call["path"], call.get("artifact_path"))
         else:
             raise ValueError(f"unknown MLflow call {op!r}")
 
