@@ -507,6 +507,10 @@ def collect(results, logger: MlflowTrialLogger, max_epochs: int, cells=None):
                 "wall_s": float(last.get("time_total_s", np.nan)),
                 "images_per_s": float(df["images_per_s"].median()) if len(df) else np.nan,
                 "mlflow_run_id": run_id,
+                # the Ray node of the trial's last report (a trial restarted after its
+                # node died moves); node_ip alone cannot tell two nodes of one host apart
+                "node_id": last.get("node_id"),
+                "node_ip": last.get("node_ip"),
                 "error": str(res.error)[:500] if res.error else None,
                 "_checkpoint": res.checkpoint,
                 "_config": cfg,

@@ -13,12 +13,14 @@ import json
 import tempfile
 
 import numpy as np
+import ray
 from ray import tune
 
 from trainables import metrics as M
 from trainables.config import TrialConfig
 from trainables.datasets import DataSplits
 from trainables.engine import Run, load_checkpoint, save_checkpoint
+from trainables.progress import EpochBar
 
 # Every name a trial reports; the same names are MLflow metric keys and Parquet columns
 # (one name per metric everywhere).
@@ -121,12 +123,16 @@ def train_trial(
     if checkpoint:
         with checkpoint.as_directory() as folder:
             run.load_state_dict(load_checkpoint(folder))
+    trial = tune.get_context().get_trial_name() or "trial"
     while run.epoch < cfg.epochs and not run.early_stopped:
-        metrics = run.train_epoch()
+        bar = EpochBar(f"{trial} epoch {run.epoch + 1}/{cfg.epochs}", total=len(run.train_xy[1]))
+        metrics = run.train_epoch(progress=bar)
         if run.epoch == cfg.epochs or run.early_stopped:
             metrics.update(test_metrics(run))
             metrics["stopped_by_rule"] = run.stop_reason
             metrics["rule_saves"] = run.saves
+        # which Ray node ran this epoch (Tune adds node_ip, the same for nodes on one host)
+        metrics["node_id"] = ray.get_runtime_context().get_node_id()
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(run, folder)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
