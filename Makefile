@@ -85,7 +85,7 @@ status:
 # Ray's job agent can lag a few seconds behind `ray start`; a submission it refuses with
 # "No available agent" ran nothing, so it is retried.
 run: up
-	@for i in 1 2 3 4 5 6; do \
+	@for i in $$(seq 24); do \
 	  ray job submit --address $(DASHBOARD_URL) --working-dir . \
 	    --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)"}}' \
 	    -- python sweeps/$(SWEEP).py --budget $(BUDGET) --data-root $(CNNSWEEP_DATA_ROOT) \

@@ -1,0 +1,291 @@
+"""Screenshots of a sweep in the MLflow UI, for the README: the experiment's runs table (the
+parent run expanded to one child run per trial, with the ``val_acc``/``test_acc`` columns) and
+the parent run's artifacts with the test-accuracy heat-map open.
+
+    python docs/screenshots.py --tracking-uri http://127.0.0.1:5000 --experiment mnist_optimizers
+
+writes ``docs/img/mlflow_runs.png`` and ``docs/img/mlflow_parent_artifacts.png`` (the newest
+finished parent run, or ``--run NAME``). It drives Debian's Chromium (``apt-get install
+chromium``; ``--chromium`` or ``$CNNSWEEP_CHROMIUM`` for another binary) headless through
+Playwright's Python package; no browser is downloaded. ``tests/test_mlflow_ui.py`` runs the
+same code against a smoke sweep and checks what it read against MLflow's API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHROMIUM = os.environ.get("CNNSWEEP_CHROMIUM", "/usr/bin/chromium")
+# No sandbox (CI runs as root), no GPU, and none of Chromium's own background traffic:
+# without these it keeps trying the network (updates, sync, QUIC) from a closed machine.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 900}
+TIMEOUT_MS = 180_000  # the React app on 2 busy cores: generous, never a timing assertion
+RUNS_PNG, ARTIFACTS_PNG = "mlflow_runs.png", "mlflow_parent_artifacts.png"
+# Default attribute columns that only push the metrics off screen for a sweep.
+HIDE_ATTRIBUTES = ("Dataset", "Source", "Models")
+
+
+@dataclass
+class UiView:
+    """What the UI showed: the runs table (run id -> column -> cell text, columns named
+    like ``metrics.val_acc``), its column headers, the parent run's artifact names and the
+    natural width of the opened image (0 when it did not render)."""
+
+    rows: dict[str, dict[str, str]] = field(default_factory=dict)
+    headers: list[str] = field(default_factory=list)
+    matching: str = ""
+    artifacts: list[str] = field(default_factory=list)
+    image_width: int = 0
+    screenshots: list[Path] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def chromium_page(executable: str = CHROMIUM) -> Iterator:
+    """A Playwright page in headless system Chromium, 1400x900, with generous timeouts."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def _close_assistant(page) -> None:
+    """The "MLflow Assistant" side panel takes a third of the width; a user closes it
+    (MLflow remembers that). It may render after the table, or not at all."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    close = page.get_by_role("button", name="Close", exact=True).first
+    with contextlib.suppress(PlaywrightTimeout):
+        close.wait_for(timeout=10_000)
+        close.click()
+
+
+def _unfocus(page) -> None:
+    """No hover highlight or focus ring in a screenshot."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.mouse.move(0, VIEWPORT["height"] - 1)
+
+
+# The column selector's group headings ("Metrics (26)"); its entries are the columns.
+HEADING = r"^(Attributes|Metrics|Parameters|Tags)( \(\d+\))?$"
+# Entries of the column selector's tree, as [text, checked], once the search has filtered
+# them: every entry then contains the search text (a heading may be left, or nothing).
+SEARCHED_ENTRIES = """name => {
+    const nodes = [...document.querySelectorAll(
+        '[data-testid=column-selector-tree] [class*=tree-treenode]')];
+    const entries = nodes.map(n => [n.innerText.trim(), /checkbox-checked/.test(n.className)]);
+    const done = entries.every(([t]) => new RegExp(HEADING).test(t)
+        || t.toLowerCase().includes(name.toLowerCase()));
+    return done && entries;
+}""".replace("HEADING", repr(HEADING))
+
+
+def _set_column(page, group: str, name: str, on: bool) -> None:
+    """Tick or untick one column in the open "Columns" selector, as a user does: search
+    for it, then click the checkbox of the entry ``name`` under the ``group`` heading
+    (a metric and a parameter may share a name, e.g. ``lr``)."""
+    page.get_by_placeholder("Search columns").fill(name)
+    entries = page.wait_for_function(SEARCHED_ENTRIES, arg=name).json_value()
+    index, in_group = None, False
+    for i, (text, _checked) in enumerate(entries):
+        if re.match(HEADING, text):
+            in_group = text.startswith(group)
+        elif in_group and text == name:
+            index = i
+            break
+    if index is None:
+        raise LookupError(f"MLflow's column selector has no {group} column {name!r}: {entries}")
+    if entries[index][1] != on:
+        node = page.get_by_test_id("column-selector-tree").locator("[class*=tree-treenode]")
+        node.nth(index).locator("[class*=tree-checkbox]:not([class*=checkbox-inner])").click()
+
+
+def _table(page) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Cell texts by run id (AG Grid splits each row over pinned and centre containers,
+    joined here by row-id) and the header names by column id."""
+    rows, headers = page.evaluate(
+        """() => {
+        const rows = {};
+        for (const r of document.querySelectorAll('.ag-row[row-id]')) {
+            const cells = rows[r.getAttribute('row-id')] ??= {};
+            for (const c of r.querySelectorAll('[col-id]'))
+                cells[c.getAttribute('col-id')] = c.innerText.trim();
+        }
+        const headers = {};
+        for (const h of document.querySelectorAll('.ag-header-cell[col-id]'))
+            headers[h.getAttribute('col-id')] = h.innerText.trim();
+        return [rows, headers];
+    }"""
+    )
+    name = lambda col: col.replace("`", "")  # noqa: E731  metrics.`val_acc` -> metrics.val_acc
+    rows = {rid: {name(c): t for c, t in cells.items()} for rid, cells in rows.items()}
+    return rows, [name(c) for c, text in headers.items() if text]
+
+
+def show_runs(
+    page,
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    metrics: Sequence[str],
+    params: Sequence[str] = (),
+) -> tuple[dict[str, dict[str, str]], list[str], str]:
+    """Open the experiment's runs table, choose the columns, expand the parent run."""
+    page.goto(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs")
+    # MLflow 3 opens in its GenAI view; the switch to "Model training" (runs table) is
+    # remembered in localStorage, so the run pages opened later keep it too.
+    page.get_by_text("Model training", exact=True).click()
+    parent = page.locator(f'.ag-row[row-id="{parent_run_id}"]').first
+    parent.wait_for()
+    _close_assistant(page)
+    page.get_by_role("button", name="Columns", exact=True).click()
+    for attr in HIDE_ATTRIBUTES:
+        with contextlib.suppress(LookupError):  # not every MLflow shows each of them
+            _set_column(page, "Attributes", attr, on=False)
+    for group, names in (("Parameters", params), ("Metrics", metrics)):
+        for col in names:
+            _set_column(page, group, col, on=True)
+    page.keyboard.press("Escape")
+    for col in metrics:
+        page.locator(f'.ag-header-cell[col-id="metrics.`{col}`"]').wait_for()
+    # Wide enough for the child runs' names (model-optimizer-lr), as a user drags it.
+    handle = page.locator('.ag-header-cell[col-id="attributes.`Run Name`"] .ag-header-cell-resize')
+    box = handle.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 1, y)  # its left edge: the right half lies under "Created"
+    page.mouse.down()
+    page.mouse.move(box["x"] + 91, y, steps=10)
+    page.mouse.up()
+    # Child runs sit under their parent, collapsed; its run-name cell has the toggle.
+    before = page.locator(".ag-center-cols-container .ag-row").count()
+    parent.locator("button[data-component-id*=runnamecellrenderer]").click()
+    page.wait_for_function(
+        "n => document.querySelectorAll('.ag-center-cols-container .ag-row').length > n",
+        arg=before,
+    )
+    _unfocus(page)
+    matching = page.get_by_text(re.compile(r"\d+ matching runs?")).first.inner_text()
+    rows, headers = _table(page)
+    return rows, headers, matching
+
+
+def show_artifact(page, parent_run_id: str, image: str) -> tuple[list[str], int]:
+    """From the runs table, open the parent run's Artifacts tab and click ``image``;
+    returns the listed artifact names and the displayed image's natural width."""
+    page.locator(f'.ag-row[row-id="{parent_run_id}"] a[href*="/runs/{parent_run_id}"]').click()
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text(image, exact=True).click()
+    shown = page.locator(f'img[alt="{image}"]').first
+    shown.wait_for()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=shown.element_handle()
+    )
+    width = shown.evaluate("img => img.naturalWidth")
+    names = page.get_by_test_id("artifact-tree-node").evaluate_all(
+        "ns => ns.map(n => n.getAttribute('artifact-name'))"
+    )
+    _unfocus(page)
+    return names, width
+
+
+def capture(
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    out_dirs: Sequence[Path],
+    metrics: Sequence[str] = ("val_acc", "test_acc"),
+    params: Sequence[str] = ("optimizer", "lr"),
+    image: str = "heatmap_test_acc.png",
+    executable: str = CHROMIUM,
+) -> UiView:
+    """Both screenshots into every folder of ``out_dirs``; returns what the UI showed."""
+    view = UiView()
+    dirs = [Path(d) for d in out_dirs]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    with chromium_page(executable) as page:
+        view.rows, view.headers, view.matching = show_runs(
+            page, uri, experiment_id, parent_run_id, metrics, params
+        )
+        for d in dirs:
+            page.screenshot(path=d / RUNS_PNG)
+            view.screenshots.append(d / RUNS_PNG)
+        view.artifacts, view.image_width = show_artifact(page, parent_run_id, image)
+        for d in dirs:
+            page.screenshot(path=d / ARTIFACTS_PNG)
+            view.screenshots.append(d / ARTIFACTS_PNG)
+    return view
+
+
+def newest_parent(client, experiment: str, run_name: str | None = None):
+    """The newest finished top-level run of ``experiment`` (named ``run_name`` if given)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise SystemExit(f"error: no MLflow experiment {experiment!r}")
+    query = "attributes.status = 'FINISHED'"
+    if run_name:
+        query += f" and attributes.run_name = '{run_name}'"
+    runs = client.search_runs(
+        [exp.experiment_id], query, max_results=200, order_by=["attributes.start_time DESC"]
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    if not parents:
+        raise SystemExit(f"error: no finished parent run in {experiment!r} ({query})")
+    return exp.experiment_id, parents[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        help="MLflow server (default $MLFLOW_TRACKING_URI or http://127.0.0.1:5000)",
+    )
+    p.add_argument("--experiment", default="mnist_optimizers", help="experiment (sweep) name")
+    p.add_argument("--run", help="parent run name (default: the newest finished one)")
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "img", help="folder"
+    )
+    p.add_argument("--chromium", default=CHROMIUM, help=f"browser binary (default {CHROMIUM})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mlflow.tracking import MlflowClient
+
+    exp_id, parent = newest_parent(MlflowClient(args.tracking_uri), args.experiment, args.run)
+    view = capture(
+        args.tracking_uri, exp_id, parent.info.run_id, [args.out], executable=args.chromium
+    )
+    print(f"{parent.info.run_name}: {len(view.rows)} runs in the table ({view.matching})")
+    for path in view.screenshots:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
