@@ -172,3 +172,34 @@ def test_runs_lists_runs_under_the_storage_path(tmp_path):
     assert [r["name"] for r in only] == ["b"]
     empty = cli("runs", "--storage-path", tmp_path / "none")
     assert empty.returncode == 0 and "no runs under" in empty.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_through_the_cli_end_to_end(mlflow_server, tiny_data_root, tmp_path):
+    """`cnnsweep run` (a private Ray, as a user without a cluster), then the commands that
+    read what it left: runs, show, report; the report is on the parent MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    res, store = tmp_path / "res", tmp_path / "ray"
+    run = cli(
+        "run", "mnist_optimizers", "--budget", "smoke", "--data-root", tiny_data_root,
+        "--tracking-uri", mlflow_server, "--results-dir", res, "--storage-path", store,
+        "--name", "via-cli", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = json.loads(cli("runs", "--storage-path", store, "--format", "json").stdout)
+    assert [(r["name"], r["status"], r["trials"]) for r in rows] == [("via-cli", "finished", 4)]
+    table = cli("show", "mnist_optimizers", "--results-dir", res, "--format", "json")
+    grid = [r for r in json.loads(table.stdout) if r["row"] == "grid"]
+    assert len(grid) == 4 and all(r["ours_test_acc_pct"] is not None for r in grid)
+
+    report = res / "mnist_optimizers" / "report"
+    md = (report / "report.md").read_text()
+    assert "## ASHA's stopping decisions" in md and "## Provenance" in md
+    parent = rows[0]["mlflow_parent_run"]
+    logged = {a.path for a in MlflowClient(mlflow_server).list_artifacts(parent, "report")}
+    assert {f"report/{p.name}" for p in report.iterdir()} == logged
+    # re-rendering from the tables alone gives the same Markdown
+    again = cli("report", "mnist_optimizers", "--results-dir", res)
+    assert again.returncode == 0, again.stderr
+    assert (report / "report.md").read_text() == md

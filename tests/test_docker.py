@@ -258,7 +258,9 @@ def test_mlflow_role_builds_the_postgres_uri_without_exposing_the_password(tmp_p
     out = run_entrypoint("mlflow", "--dev-flag", env=env, drop=["MLFLOW_BACKEND_STORE_URI"])
     assert out.returncode == 0, out.stderr
     seen = json.loads((tmp_path / "seen.json").read_text())
-    assert seen["uri"] == "postgresql+psycopg2://mlflow:p%40ss%2Fw%3Ard%20%25%26@db.internal:6543/runs"
+    assert (
+        seen["uri"] == "postgresql+psycopg2://mlflow:p%40ss%2Fw%3Ard%20%25%26@db.internal:6543/runs"
+    )
     assert seen["argv"][:5] == ["server", "--host", "0.0.0.0", "--port", "5123"]
     assert seen["argv"][-1] == "--dev-flag"
     assert seen["argv"][5:7] == ["--workers", "1"]
