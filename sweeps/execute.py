@@ -371,6 +371,9 @@ def progress_reporter(plan: Plan) -> CLIReporter:
             "images_per_s": "img/s",
         },
         sort_by_metric=True,  # by TuneConfig's metric and mode
+        # explicit: the default reads Tune's global verbosity when the reporter is built,
+        # which an earlier sweep in the same process has lowered (then no table at all)
+        print_intermediate_tables=True,
         max_progress_rows=40,
         max_report_frequency=30,
     )

@@ -80,3 +80,27 @@ def test_engine_reports_every_training_image():
     run.train_epoch(progress=bar)
     # 70 images in batches of 32: 32 + 32 + 6
     assert bar.done == 70 and bar.bar.updates == [32, 32, 6] and bar.closed
+
+
+def test_the_progress_table_is_printed_whatever_an_earlier_sweep_left_behind():
+    """Tune's reporter decides at construction whether to print its table, from a global
+    verbosity that an earlier sweep in the same process has lowered (seen in CI: no table)."""
+    from types import SimpleNamespace
+
+    from ray.tune.utils.log import Verbosity, set_verbosity
+
+    from sweeps.execute import progress_reporter
+
+    set_verbosity(Verbosity.V1_EXPERIMENT)  # what any earlier tune.run(verbose=1) leaves
+    reporter = progress_reporter(SimpleNamespace(cells=None, search="grid"))
+    assert reporter._print_intermediate_tables
+    assert list(reporter._metric_columns) == [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "images_per_s",
+    ]
+    assert list(reporter._parameter_columns) == ["model", "optimizer", "lr"]
+    cells = progress_reporter(SimpleNamespace(cells={"a": {}}, search="optuna"))
+    assert list(cells._parameter_columns) == ["label", "lr"]
