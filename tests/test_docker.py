@@ -454,13 +454,19 @@ def test_ray_head_role_serves_with_token_auth_outside_docker(tmp_path):
         ) as r:
             assert yaml.safe_load(r.read())["ray_version"] == ray.__version__
 
-        status = subprocess.run(
-            [str(BIN / "ray"), "status", "--address", f"127.0.0.1:{gcs}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        # the autoscaler's first report lags the GCS ("No cluster status. It may take a few
+        # seconds"; seen in CI): ask again, as a person would
+        for _ in range(60):
+            status = subprocess.run(
+                [str(BIN / "ray"), "status", "--address", f"127.0.0.1:{gcs}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if "No cluster status" not in status.stdout:
+                break
+            time.sleep(1)
         assert status.returncode == 0, status.stderr[-2000:]
         assert re.search(r"0\.0/1\.0 CPU", status.stdout), status.stdout
 
