@@ -254,7 +254,13 @@ def stop_ray_cluster(gcs_port: int) -> None:
     for p in found:
         with contextlib.suppress(psutil.Error):
             procs |= {c.pid: c for c in p.children(recursive=True)}
-    procs = list(procs.values())
+    terminate_all(list(procs.values()))
+
+
+def terminate_all(procs) -> None:
+    """TERM, then KILL what is left (Ray's agents can outlive their raylet and ignore TERM)."""
+    import psutil
+
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.terminate()
@@ -262,3 +268,4 @@ def stop_ray_cluster(gcs_port: int) -> None:
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
+    psutil.wait_procs(alive, timeout=10)

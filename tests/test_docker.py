@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import REPO, free_port, stop_ray_cluster
+from conftest import REPO, free_port, stop_ray_cluster, terminate_all
 
 DOCKER = REPO / "docker"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
@@ -294,17 +294,6 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> 
     raise AssertionError(f"{url} did not answer: {log.read_text()[-3000:]}")
 
 
-def _kill(procs) -> None:
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 def _tree(pid: int) -> list:
     with contextlib.suppress(psutil.Error):
         p = psutil.Process(pid)
@@ -504,7 +493,7 @@ def test_ray_head_role_serves_with_token_auth_outside_docker(tmp_path):
         _, alive = psutil.wait_procs(procs, timeout=20)
         assert not alive, f"left running after SIGTERM: {[p.pid for p in alive]}"
     finally:
-        _kill(_ray_procs(gcs, ray_tmp, proc.pid))
+        terminate_all(_ray_procs(gcs, ray_tmp, proc.pid))
         stop_ray_cluster(gcs)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(15)

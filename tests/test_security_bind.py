@@ -24,7 +24,7 @@ import urllib.request
 
 import psutil
 import pytest
-from conftest import REPO, free_port, ray_env, stop_ray_cluster
+from conftest import REPO, free_port, ray_env, stop_ray_cluster, terminate_all
 
 pytestmark = pytest.mark.slow
 
@@ -133,18 +133,6 @@ def _answers(url: str) -> int:
         return e.code
 
 
-def _kill(procs) -> None:
-    """TERM, then KILL what is left (Ray's agents can outlive their raylet and ignore TERM)."""
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 def test_make_up_binds_loopback_only(tmp_path):
     ray_port, dashboard_port, mlflow_port = free_port(), free_port(), free_port()
     flag_ports = {f"--{n}-port": free_port() for n in RAY_PORT_FLAGS}
@@ -244,6 +232,6 @@ def test_make_up_binds_loopback_only(tmp_path):
         stop_ray_cluster(ray_port)
         # stop_ray_cluster matches command lines; the agents (ray::DashboardAgent...) do
         # not name the port and outlive their raylet, so the whole tree found above goes.
-        _kill(ray_procs + mlflow_procs)
+        terminate_all(ray_procs + mlflow_procs)
         shutil.rmtree(ray_tmp, ignore_errors=True)
         print(f"total: {time.monotonic() - t0:.0f} s")
