@@ -283,6 +283,19 @@ def _status(url: str, headers: dict | None = None) -> int:
         return e.code
 
 
+def start_role(args: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Popen:
+    """The entrypoint in its own session (so teardown finds its whole tree), output to log."""
+    with open(log, "w") as f:
+        return subprocess.Popen(
+            [str(ENTRYPOINT), *args],
+            cwd=cwd,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def _wait(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -315,15 +328,7 @@ def test_mlflow_role_serves_on_sqlite_outside_docker(tmp_path):
         "CNNSWEEP_ROLE_FILE": str(tmp_path / "role"),
     }
     log = tmp_path / "mlflow.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [str(ENTRYPOINT), "mlflow"],
-            cwd=tmp_path,
-            env=env,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_role(["mlflow"], tmp_path, env, log)
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait(f"{uri}/health", proc, log)
@@ -415,15 +420,7 @@ def test_ray_head_role_serves_with_token_auth_outside_docker(tmp_path):
     workdir = tmp_path / "app"
     workdir.mkdir()
     log = tmp_path / "ray-head.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [str(ENTRYPOINT), "ray-head", *extra],
-            cwd=workdir,
-            env=env,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_role(["ray-head", *extra], workdir, env, log)
     base = f"http://127.0.0.1:{dashboard}"
     try:
         _wait(f"{base}/api/gcs_healthz", proc, log)
