@@ -141,7 +141,7 @@ def build_parser(
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")
     p.add_argument(
         "--dataset",
-        default=None if sweep.cells else sweep.dataset,
+        default=None,
         help=(
             "comma-separated subset of the datasets the table rows use (default: all)"
             if sweep.cells
@@ -278,6 +278,10 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     if unknown:
         raise ConfigError(f"model(s) {unknown} not registered; allowed: {', '.join(list_models())}")
     optimizers = _subset("optimizers", args.optimizers, b.optimizers or sweep.optimizers)
+    if args.lrs is not None and not args.lrs:
+        raise ConfigError(
+            "--lrs is empty; allowed: comma-separated learning rates, e.g. 0.001,0.01"
+        )
     lrs = tuple(args.lrs) if args.lrs else (b.lrs or sweep.lrs)
     epochs = b.epochs if args.epochs is None else args.epochs
     cpus = b.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
@@ -298,13 +302,27 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         base["pretrained"] = False
     grace = b.grace_period if args.grace_period is None else args.grace_period
     rf = b.reduction_factor if args.reduction_factor is None else args.reduction_factor
+    if sweep.cells and args.data:
+        raise ConfigError(
+            f"--data {args.data}: this sweep fills its table's rows from registered datasets; "
+            "allowed: --dataset (a subset of the rows' datasets), or --data with a one-dataset "
+            "sweep such as mnist_optimizers"
+        )
+    if args.data and args.dataset:
+        # one or the other: silently training on the folder while --dataset names another
+        # set would label the results wrongly
+        raise ConfigError(
+            f"--data {args.data} and --dataset {args.dataset}: give one; --data trains on "
+            "a folder of class folders, --dataset on a registered dataset"
+        )
     if sweep.cells:
         cells, datasets = plan_cells(sweep, b, args, base, models, optimizers)
     else:
-        cells, datasets = None, ("image_folder" if args.data else args.dataset,)
-        if args.dataset not in list_datasets():
+        dataset = sweep.dataset if args.dataset is None else args.dataset
+        cells, datasets = None, ("image_folder" if args.data else dataset,)
+        if dataset not in list_datasets():
             raise ConfigError(
-                f"--dataset {args.dataset!r} is unknown; allowed: {', '.join(list_datasets())}"
+                f"--dataset {dataset!r} is unknown; allowed: {', '.join(list_datasets())}"
             )
         base["dataset"] = datasets[0]
     # Validate every grid cell (or, for Optuna, every category at both ends of the lr range).
@@ -376,7 +394,8 @@ def plan_cells(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers)
     --optimizers and --dataset, expanded over --lrs when given; each a full config."""
     rows = sweep.cells(b)
     used = tuple(dict.fromkeys(c["dataset"] for c in rows.values()))
-    datasets = _subset("dataset", args.dataset and tuple(args.dataset.split(",")), used)
+    asked = None if args.dataset is None else tuple(d for d in args.dataset.split(",") if d)
+    datasets = _subset("dataset", asked, used)
     for d in datasets:
         if d not in list_datasets():
             raise ConfigError(f"dataset {d!r} is unknown; allowed: {', '.join(list_datasets())}")

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
-from sweeps import chromosome_baselines, mnist_optimizers
+from sweeps import chromosome_baselines, cifar_cnns, mnist_optimizers
 from sweeps.mnist_optimizers import SWEEP
 from sweeps.runner import build_parser, main, make_plan
 from trainables.augment import AUGMENTATIONS
@@ -180,6 +180,8 @@ CASES = [
     Bad("lr-nan", ("--lrs", "nan"), "'lr' = nan", "allowed: a number > 0 and <= 1"),
     Bad("lr-inf", ("--lrs", "inf"), "'lr' = inf", "allowed: a number > 0 and <= 1"),
     Bad("lr-text", ("--lrs", "x"), "'x'", "comma-separated list of float", usage=True),
+    Bad("lrs-empty", ("--lrs", ","), "--lrs is empty", "allowed: comma-separated learning"),
+    Bad("dataset-empty", ("--dataset", ""), "--dataset ''", "allowed: chromosome_gband"),
     Bad("epochs-zero", ("--epochs", "0"), "'epochs' = 0", "allowed: an integer >= 1"),
     Bad("epochs-float", ("--epochs", "1.5"), "'1.5'", "invalid int value", usage=True),
     Bad("momentum-neg", ("--momentum", "-1"), "'momentum' = -1.0", "allowed: 0 <= momentum < 1"),
@@ -364,6 +366,13 @@ CASES = [
         "{data}/b/broken.png cannot be decoded",
         "allowed: image files",
         setup=image_folder(extra=("broken.png", b"not a png")),
+    ),
+    Bad(
+        "folder-and-dataset",
+        ("--data", "{data}", "--dataset", "mnist"),
+        "--data {data} and --dataset mnist",
+        "give one",
+        setup=image_folder(),
     ),
     Bad(
         "folder-too-few-images",
@@ -581,6 +590,13 @@ FLAG_VALUE = st.one_of(
     st.sampled_from(["adam,sgd", "grid", "optuna", "smoke", "cpu", "mnist", "random", "2**40"]),
     st.text(max_size=8),
 )
+
+
+def test_data_folder_is_refused_by_a_table_of_registered_datasets():
+    """cifar_cnns' rows name their datasets; a --data folder would be silently ignored."""
+    args = build_parser(cifar_cnns.SWEEP).parse_args(["--data", "/some/folder"])
+    with pytest.raises(ConfigError, match=r"--data /some/folder: this sweep fills .* allowed:"):
+        make_plan(cifar_cnns.SWEEP, args)
 
 
 @FUZZ
