@@ -307,6 +307,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
                 "test_acc_pct",
                 f"{plan.sweep.name} ({b.name}): test accuracy %",
                 Path(tmp) / "heatmap_test_acc.png",
+                cbar_label="test accuracy (%)",
                 **heatmap_axes(plan, trials),
             )
         figures = [heat] if heat else []
