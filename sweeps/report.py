@@ -17,11 +17,8 @@ its image links are relative, so it renders on GitHub and among MLflow's artifac
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -32,12 +29,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from sweeps import plots
+from sweeps.doc import Doc, table_cells
 from sweeps.results import (
     copy_file,
     load_provenance,
     load_results,
     provenance_md,
-    to_markdown,
     write_text,
 )
 
@@ -65,121 +62,10 @@ METRIC_LABELS = {
     "gflops": "GFLOPs (multiply-adds)",
     "inference_s_per_1000": "inference (s per 1,000 images)",
 }
-CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222}table{border-collapse:collapse;font-size:13px;margin:.6em 0 1.2em;display:block;
-overflow-x:auto}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}img{max-width:100%;
-margin:.5em 0}code{background:#f4f4f4;padding:0 3px;border-radius:3px}h2{border-bottom:1px
-solid #ddd;padding-bottom:.2em;margin-top:1.8em}summary{cursor:pointer;color:#0366d6}"""
 
 
 class ReportError(Exception):
     """Something in the sweep folder keeps the report from being rendered; says what."""
-
-
-# ----------------------------------------------------------------- the document model
-
-
-class Doc:
-    """The report as blocks, rendered once as Markdown and once as HTML, so the two
-    never disagree. Text may hold `code` spans and nothing else of Markdown."""
-
-    def __init__(self) -> None:
-        self.blocks: list[tuple] = []
-
-    def h(self, level: int, text: str) -> None:
-        self.blocks.append(("h", level, text))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def ul(self, items: list[str]) -> None:
-        self.blocks.append(("ul", items))
-
-    def img(self, name: str, alt: str) -> None:
-        self.blocks.append(("img", name, alt))
-
-    def table(self, header: list[str], rows: list[list[str]], fold: str | None = None) -> None:
-        """A table of ready-made cell strings; ``fold`` folds it under that summary."""
-        self.blocks.append(("table", header, rows, fold))
-
-    def markdown(self) -> str:
-        out = []
-        for b in self.blocks:
-            kind = b[0]
-            if kind == "h":
-                out.append(f"{'#' * b[1]} {b[2]}")
-            elif kind == "p":
-                out.append(b[1])
-            elif kind == "ul":
-                out.append("\n".join(f"- {i}" for i in b[1]))
-            elif kind == "img":
-                out.append(f"![{b[2]}]({b[1]})")
-            else:
-                _, header, rows, fold = b
-                md = to_markdown(pd.DataFrame(rows, columns=header, dtype=object)).rstrip()
-                if not rows:
-                    md = to_markdown(pd.DataFrame(columns=header)).rstrip()
-                out.append(
-                    f"<details><summary>{fold}</summary>\n\n{md}\n\n</details>" if fold else md
-                )
-        return "\n\n".join(out) + "\n"
-
-    def html(self, folder: Path, title: str) -> str:
-        """One file: images inlined as base64 data URIs, tables as HTML, inline CSS."""
-        out = []
-        for b in self.blocks:
-            kind = b[0]
-            if kind == "h":
-                out.append(f"<h{b[1]}>{_inline(b[2])}</h{b[1]}>")
-            elif kind == "p":
-                out.append(f"<p>{_inline(b[1])}</p>")
-            elif kind == "ul":
-                out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b[1]) + "</ul>")
-            elif kind == "img":
-                data = base64.b64encode((folder / b[1]).read_bytes()).decode()
-                alt = html.escape(b[2], quote=True)
-                out.append(f'<img alt="{alt}" src="data:image/png;base64,{data}">')
-            else:
-                _, header, rows, fold = b
-                head = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
-                    for r in rows
-                )
-                t = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                out.append(
-                    f"<details><summary>{_inline(fold)}</summary>{t}</details>" if fold else t
-                )
-        return (
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
-            + "\n".join(out)
-            + "\n</body></html>\n"
-        )
-
-
-def _inline(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
-
-
-def cell(col: str, v) -> str:
-    """One cell as :func:`sweeps.results.to_markdown` prints it (the HTML and Markdown
-    tables must show the same digits)."""
-    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-        return "—"
-    if isinstance(v, float | np.floating):
-        v = float(v)
-        if col == "lr" or col.endswith("_lr"):
-            return format(v, "g")
-        return format(v, ".3f" if col.endswith("_acc") else ".2f")
-    return str(v)
-
-
-def table_cells(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    cols = [str(c) for c in df.columns]
-    rows = [[cell(c, v) for c, v in zip(cols, r, strict=True)] for r in df.itertuples(index=False)]
-    return cols, rows
 
 
 def pct(x) -> str:

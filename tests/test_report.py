@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps import report
+from sweeps import doc, report
 from sweeps.results import to_markdown, write_parquet, write_text
 
 PROV = {
@@ -157,9 +157,9 @@ def test_report_has_each_table_with_published_ours_delta(sweep):
 
 
 def test_markdown_tables_print_what_to_markdown_prints(sweep):
-    """The HTML's cells come from report.cell: the same digits as the Markdown's."""
+    """The HTML's cells come from doc.cell: the same digits as the Markdown's."""
     df = toy_tables()["table1"]
-    header, rows = report.table_cells(df)
+    header, rows = doc.table_cells(df)
     assert to_markdown(pd.DataFrame(rows, columns=header, dtype=object)) == to_markdown(df)
 
 
