@@ -35,6 +35,7 @@ from sweeps.results import (
     load_provenance,
     load_results,
     provenance_md,
+    publish_lock,
     write_text,
 )
 
@@ -680,6 +681,15 @@ def render(sweep_dir: Path) -> Path:
     Markdown's path. Each file is written atomically, figures before the pages that show
     them, so a crash never leaves a page pointing at a missing figure."""
     sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "trials.parquet").is_file():
+        load(sweep_dir)  # raises ReportError naming the sweeps there
+    # Under the publish lock: a run that publishes while this renders would otherwise
+    # leave a report describing the previous run's tables.
+    with publish_lock(sweep_dir):
+        return _render(sweep_dir)
+
+
+def _render(sweep_dir: Path) -> Path:
     tables, prov = load(sweep_dir)
     trials, epochs = tables["trials"], tables["epochs"]
     sweep = prov.get("sweep", sweep_dir.name)

@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -208,13 +209,23 @@ def run_folder(sweep_dir: Path, run_name: str) -> Path:
     return Path(sweep_dir) / RUNS / run_name
 
 
+_held = threading.local()  # sweep folders whose exclusive lock this thread holds
+
+
 @contextlib.contextmanager
 def _publish_lock(sweep_dir: Path, exclusive: bool) -> Iterator[None]:
     """flock on ``sweep_dir/.publish.lock``: exclusive for publishers, shared for readers.
 
     The lock file is never deleted (a deleted-and-recreated lock file would let two
     holders in). A reader that cannot open or create it (read-only checkout) reads unlocked.
+    Inside :func:`publish_lock` the same thread reads and publishes without locking again
+    (a second flock on a new descriptor would wait for the first: a self-deadlock).
     """
+    key = str(Path(sweep_dir).resolve())
+    held = getattr(_held, "dirs", set())
+    if key in held:
+        yield
+        return
     lock = Path(sweep_dir) / PUBLISH_LOCK
     try:
         fd = os.open(lock, (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CREAT, 0o644)
@@ -225,9 +236,21 @@ def _publish_lock(sweep_dir: Path, exclusive: bool) -> Iterator[None]:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if exclusive:
+            _held.dirs = held | {key}
         yield
     finally:
+        if exclusive:
+            _held.dirs = held
         os.close(fd)  # releases the lock
+
+
+def publish_lock(sweep_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the sweep folder's publish lock across several steps (read the published
+    tables, then write something derived from them, such as the report), so no other
+    run publishes in between and the derived files always match the tables beside them."""
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    return _publish_lock(sweep_dir, exclusive=True)
 
 
 def _read_record(sweep_dir: Path) -> dict | None:

@@ -4,6 +4,8 @@ writers (no Ray), with and without ASHA's decision log, and logged to a real MLf
 from __future__ import annotations
 
 import re
+import shutil
+import threading
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 
 from sweeps import doc, report
-from sweeps.results import to_markdown, write_parquet, write_text
+from sweeps.results import publish, to_markdown, write_parquet, write_text
 
 PROV = {
     "command": "sweeps/toy.py --budget cpu",
@@ -286,3 +288,32 @@ def test_logged_to_a_real_mlflow_run(sweep, mlflow_server, capsys):
     on_disk = {f"report/{p.name}" for p in (sweep / "report").iterdir()}
     assert {"report/report.md", "report/report.html"} <= listed
     assert listed == on_disk
+
+
+def test_a_publish_waits_for_the_report_being_rendered(sweep, tmp_path, monkeypatch):
+    """The report is rendered under the publish lock from reading the tables to writing
+    the pages: a run that publishes meanwhile waits, so the report never describes a set
+    that has been replaced under it."""
+    inside, go, order = threading.Event(), threading.Event(), []
+    curves = report.curves_section
+
+    def slow_curves(*args, **kw):  # mid-render: tables read, pages not yet written
+        inside.set()
+        go.wait(30)
+        return curves(*args, **kw)
+
+    monkeypatch.setattr(report, "curves_section", slow_curves)
+    renderer = threading.Thread(target=lambda: (report.render(sweep), order.append("render")))
+    renderer.start()
+    assert inside.wait(30)
+    new_run = tmp_path / "new_run"
+    new_run.mkdir()
+    shutil.copy(sweep / "trials.parquet", new_run / "trials.parquet")
+    publisher = threading.Thread(target=lambda: (publish(new_run, sweep), order.append("publish")))
+    publisher.start()
+    publisher.join(1.5)
+    assert order == [], "a publish went ahead while the report was being rendered"
+    go.set()
+    renderer.join(60)
+    publisher.join(60)
+    assert order == ["render", "publish"]
