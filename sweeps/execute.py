@@ -51,6 +51,7 @@ from sweeps.resume import (
 from sweeps.runner import METRIC, MODE, Plan, fail
 from sweeps.tracking import MlflowTrialLogger, public_uri, start_parent_run
 from trainables.datasets import DataSplits
+from trainables.progress import driver_style
 from trainables.trainable import (
     EPOCH_METRICS,
     TEST_METRICS,
@@ -237,7 +238,8 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         else FIFOScheduler()
     )
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data, cells=plan.cells), {"cpu": cpus, "gpu": gpus}
+        tune.with_parameters(train_trial, data=data, cells=plan.cells, progress=driver_style()),
+        {"cpu": cpus, "gpu": gpus},
     )
     if plan.resume:
         tuner = restore_tuner(plan, trainable, logger, scheduler)

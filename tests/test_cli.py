@@ -4,6 +4,8 @@ its answers on real result files (the end-to-end run is in test_cli_e2e)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,12 +183,23 @@ def test_a_sweep_through_the_cli_end_to_end(mlflow_server, tiny_data_root, tmp_p
     from mlflow.tracking import MlflowClient
 
     res, store = tmp_path / "res", tmp_path / "ray"
+    # progress from the first batch on (the smoke epochs are far shorter than the 30 s
+    # after which a real epoch starts to show it); output captured, so not a terminal
+    env = {**os.environ, "CNNSWEEP_PROGRESS_AFTER_S": "0", "CNNSWEEP_PROGRESS_EVERY_S": "0"}
     run = cli(
         "run", "mnist_optimizers", "--budget", "smoke", "--data-root", tiny_data_root,
         "--tracking-uri", mlflow_server, "--results-dir", res, "--storage-path", store,
-        "--name", "via-cli", cwd=tmp_path,
+        "--name", "via-cli", cwd=tmp_path, env=env,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # a log gets plain progress lines from every trial's workers, no bar redraws
+    progress = [line for line in run.stdout.splitlines() if " images (" in line]
+    assert any(
+        re.search(r"epoch 1/\d+: \d+/\d+ images \(\d+ %\), [\d.]+ img/s", x) for x in progress
+    )
+    assert sum("epoch done in" in x for x in progress) >= 4, progress  # >= 1 epoch x 4 trials
+    assert not [x for x in progress if "\x1b" in x or "\r" in x]
+    assert "\x1b[A" not in run.stdout + run.stderr  # tqdm's cursor-up of a redrawn bar
     rows = json.loads(cli("runs", "--storage-path", store, "--format", "json").stdout)
     assert [(r["name"], r["status"], r["trials"]) for r in rows] == [("via-cli", "finished", 4)]
     table = cli("show", "mnist_optimizers", "--results-dir", res, "--format", "json")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 
 from trainables.config import TrialConfig
 from trainables.datasets import load_splits
 from trainables.engine import Run
-from trainables.progress import AFTER_ENV, EpochBar, after_seconds
+from trainables.progress import (
+    AFTER_ENV,
+    EVERY_ENV,
+    LOG_LINE_RE,
+    EpochBar,
+    after_seconds,
+    driver_style,
+)
 
 
 class Recorder(EpochBar):
@@ -104,3 +114,44 @@ def test_the_progress_table_is_printed_whatever_an_earlier_sweep_left_behind():
     assert list(reporter._parameter_columns) == ["model", "optimizer", "lr"]
     cells = progress_reporter(SimpleNamespace(cells={"a": {}}, search="optuna"))
     assert list(cells._parameter_columns) == ["label", "lr"]
+
+
+def test_lines_for_a_log_plain_and_with_what_is_left(capsys, monkeypatch):
+    """style="lines": what `ray job logs` or a log file keeps, one plain line at a time."""
+    monkeypatch.setenv(EVERY_ENV, "3600")  # only the opening and the closing line
+    bar = EpochBar("t1 epoch 2/5", total=40, after_s=0.0, style="lines")
+    for _ in range(4):
+        bar.update(10)
+    bar.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        r"t1 epoch 2/5: 10/40 images \(25 %\), [\d.]+ img/s, about \d+ s left", lines[0]
+    )
+    assert re.fullmatch(
+        r"t1 epoch 2/5: 40/40 images \(100 %\), [\d.]+ img/s, epoch done in \d+ s", lines[1]
+    )
+    assert not any("\x1b" in x or "\r" in x for x in lines)
+    assert all(re.search(LOG_LINE_RE, x) for x in lines)  # Ray never de-duplicates them
+
+
+def test_lines_every_interval(capsys, monkeypatch):
+    monkeypatch.setenv(EVERY_ENV, "0")
+    bar = EpochBar("e", total=30, after_s=0.0, style="lines")
+    for _ in range(3):
+        bar.update(10)
+    bar.close()
+    out = capsys.readouterr().out
+    assert [m for m in re.findall(r"(\d+)/30 images", out)] == ["10", "20", "30", "30"]
+
+
+def test_the_driver_asks_for_lines_unless_it_writes_to_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert driver_style() == "lines"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert driver_style() == "bar"
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(ValueError, match=r"progress style 'fancy'; allowed: bar, lines"):
+        EpochBar("e", total=1, style="fancy")

@@ -6,15 +6,37 @@ only after an epoch has run ``CNNSWEEP_PROGRESS_AFTER_S`` seconds (default 30; `
 never), so the many short epochs of a small sweep print nothing extra. Inside a Ray
 worker it is Ray's ``tqdm_ray`` bar, which the driver draws (one line per trial, also in
 ``ray job logs``); elsewhere a plain tqdm bar on stderr.
+
+A bar redraws in place only on a terminal. When the driver's output goes to a file or to
+``ray job submit``'s log, every redraw would stay there with its cursor escape codes, so
+the driver asks for ``style="lines"`` instead (:func:`driver_style`): a plain line every
+``CNNSWEEP_PROGRESS_EVERY_S`` seconds (default 30) and one when the epoch ends.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 AFTER_ENV = "CNNSWEEP_PROGRESS_AFTER_S"
 DEFAULT_AFTER_S = 30.0
+EVERY_ENV = "CNNSWEEP_PROGRESS_EVERY_S"
+LOG_LINE_RE = r"\d+/\d+ images \(\d+ %\)"  # matches every line that Lines prints
+STYLES = ("bar", "lines")
+
+
+def driver_style() -> str:
+    """``bar`` when the driver writes to a terminal, ``lines`` for a log or a pipe."""
+    return "bar" if sys.stdout.isatty() else "lines"
+
+
+def every_seconds() -> float:
+    """Seconds between two progress lines (``style="lines"``)."""
+    try:
+        return max(0.0, float(os.environ.get(EVERY_ENV, "") or DEFAULT_AFTER_S))
+    except ValueError:
+        return DEFAULT_AFTER_S
 
 
 def after_seconds() -> float | None:
@@ -40,8 +62,10 @@ def _in_ray_worker() -> bool:
 class EpochBar:
     """``update(n)`` once per batch with the images seen; ``close()`` at the epoch's end."""
 
-    def __init__(self, desc: str, total: int, after_s: float | None = None):
-        self.desc, self.total = desc, total
+    def __init__(self, desc: str, total: int, after_s: float | None = None, style: str = "bar"):
+        if style not in STYLES:
+            raise ValueError(f"progress style {style!r}; allowed: {', '.join(STYLES)}")
+        self.desc, self.total, self.style = desc, total, style
         self.after_s = after_seconds() if after_s is None else after_s
         self.t0 = time.perf_counter()
         self.done = 0
@@ -58,6 +82,8 @@ class EpochBar:
         self.bar.update(n)
 
     def _open(self):
+        if self.style == "lines":
+            return Lines(self.desc, self.total, self.t0, every_seconds())
         if _in_ray_worker():
             from ray.experimental import tqdm_ray
 
@@ -73,3 +99,37 @@ class EpochBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Lines:
+    """Progress for logs: one plain line now and then, and one when the epoch ends."""
+
+    def __init__(self, desc: str, total: int, t0: float, every_s: float):
+        self.desc, self.total, self.t0, self.every_s = desc, total, t0, every_s
+        self.done = 0
+        self.last = -float("inf")
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self._print(now)
+
+    def close(self) -> None:
+        self._print(time.perf_counter(), end=True)
+
+    def _print(self, now: float, end: bool = False) -> None:
+        elapsed = max(now - self.t0, 1e-9)
+        rate = self.done / elapsed
+        if end:
+            tail = f"epoch done in {elapsed:.0f} s"
+        elif rate > 0:
+            tail = f"about {(self.total - self.done) / rate:.0f} s left"
+        else:
+            tail = "starting"
+        pct = 100 * self.done / self.total if self.total else 100.0
+        print(
+            f"{self.desc}: {self.done}/{self.total} images ({pct:.0f} %), {rate:.1f} img/s, {tail}",
+            flush=True,
+        )

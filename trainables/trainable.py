@@ -115,8 +115,11 @@ def train_trial(
     config: dict,
     data: DataSplits | dict[str, DataSplits],
     cells: dict[str, dict] | None = None,
+    progress: str = "bar",
 ) -> None:
-    """Tune function trainable; ``data`` arrives once per node through the object store."""
+    """Tune function trainable; ``data`` arrives once per node through the object store.
+    ``progress``: how long epochs show their progress (``trainables.progress.STYLES``);
+    the driver picks it, since only it knows whether its output is a terminal."""
     run = make_run(config, data, cells)
     cfg = run.cfg
     checkpoint = tune.get_checkpoint()
@@ -125,7 +128,11 @@ def train_trial(
             run.load_state_dict(load_checkpoint(folder))
     trial = tune.get_context().get_trial_name() or "trial"
     while run.epoch < cfg.epochs and not run.early_stopped:
-        bar = EpochBar(f"{trial} epoch {run.epoch + 1}/{cfg.epochs}", total=len(run.train_xy[1]))
+        bar = EpochBar(
+            f"{trial} epoch {run.epoch + 1}/{cfg.epochs}",
+            total=len(run.train_xy[1]),
+            style=progress,
+        )
         metrics = run.train_epoch(progress=bar)
         if run.epoch == cfg.epochs or run.early_stopped:
             metrics.update(test_metrics(run))
