@@ -164,6 +164,9 @@ def _atomic(path: Path, write) -> None:
 
     os.replace is atomic within a folder, so a reader or a crash sees the old or the new
     file, never half of one; a killed writer's temp file is removed by the next write.
+    The data is fsynced before the rename and the folder after it: without that, a power
+    loss can leave the new name pointing at an empty file (the rename reached the disk
+    before the data did).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
@@ -173,10 +176,20 @@ def _atomic(path: Path, write) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync(path.parent)
+
+
+def _fsync(path: Path | str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_parquet(df: pd.DataFrame, path: Path, prov: dict) -> None:

@@ -17,12 +17,12 @@ and refuses flags that would make it a different sweep.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from ray.tune.schedulers import ASHAScheduler
+
+from sweeps.results import write_text
 
 SIDECAR = "cnnsweep.json"
 ASHA_STATE = "asha_state.json"
@@ -30,12 +30,7 @@ ASHA_STATE = "asha_state.json"
 
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (a kill mid-write leaves the previous file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_text(json.dumps(obj, indent=1, default=str), Path(path))
 
 
 def mark_status(state_dir: Path, status: str) -> None:

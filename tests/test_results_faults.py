@@ -4,6 +4,7 @@ killed midway, and two runs of one sweep publishing at the same time."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -308,3 +309,28 @@ def test_publish_killed_midway_is_refused_by_readers_and_repaired_by_the_next(tm
     }
     assert set(load_results(SWEEP, tmp_path)["table1"]["run"]) == {"new"}
     assert temps(tmp_path) == []
+
+
+def test_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
+    """A rename can reach the disk before the data it names: after a power loss the table
+    would be there, empty. The temp file is fsynced before the rename, the folder after."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "t.md"
+    write_text("hello", target)
+    kinds = [k for k, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    assert Path(events[0][1]).parent == tmp_path and events[0][1].endswith(".tmp")
+    assert events[2][1] == str(tmp_path)
+    assert target.read_text() == "hello"
