@@ -123,6 +123,8 @@ def cmd_resume(args) -> int:
 
 def cmd_runs(args) -> int:
     """Runs under the Tune storage path, newest first, with what ``resume`` needs."""
+    from sweeps.resume import driver_alive  # imports Ray's scheduler: not at --help
+
     store = storage_path(args.storage_path)
     rows = []
     for side in (store / STATE_FOLDER).glob(f"*/{SIDECAR}"):
@@ -133,11 +135,18 @@ def cmd_runs(args) -> int:
         if args.sweep and meta.get("sweep") != args.sweep:
             continue
         exp = store / side.parent.name
+        status = meta.get("status", "unfinished" if exp.exists() else "no Tune state")
+        if status == "running":
+            alive = driver_alive(meta)
+            if alive is False:  # killed before anything could record it
+                status = "died"
+            elif alive is None and meta.get("driver"):
+                status = f"running on {meta['driver']['host']}"
         rows.append(
             {
                 "name": side.parent.name,
                 "sweep": meta.get("sweep", "?"),
-                "status": meta.get("status", "unfinished" if exp.exists() else "no Tune state"),
+                "status": status,
                 "started_utc": meta.get("started_utc", ""),
                 "trials": sum(1 for p in exp.glob("train_trial_*") if p.is_dir()),
                 "mlflow_parent_run": meta.get("mlflow", {}).get("parent_run_id", ""),

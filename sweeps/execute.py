@@ -44,6 +44,8 @@ from sweeps.resume import (
     ASHA_STATE,
     SIDECAR,
     ResumableASHA,
+    close_dead_runs,
+    driver_record,
     fingerprint,
     mark_status,
     write_json,
@@ -141,6 +143,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         "ray_version": prov["versions"]["ray"],
         "seed": args.seed,
     }
+    close_dead_runs(client, plan.storage, plan.sweep.name, skip=plan.state_dir)
     if plan.resume:
         exp_id = plan.resume["mlflow"]["experiment_id"]
         parent_id = plan.resume["mlflow"]["parent_run_id"]
@@ -150,6 +153,8 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
                 f"resumed used {plan.resume.get('data_sha256')}; allowed: the same data"
             )
         client.update_run(parent_id, status="RUNNING")
+        if "cnnsweep.status" in client.get_run(parent_id).data.tags:  # "its driver died"
+            client.delete_tag(parent_id, "cnnsweep.status")
         print(f"[resume] {plan.experiment_dir}: continuing MLflow run {parent_id}", flush=True)
         mark_status(plan.state_dir, "running")
     else:
@@ -187,6 +192,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
                 "data_sha256": tags["data_sha256"],
                 "plan": fingerprint(plan),
                 "status": "running",
+                "driver": driver_record(),
                 "started_utc": prov["date_utc"],
             },
         )

@@ -17,6 +17,8 @@ and refuses flags that would make it a different sweep.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -34,14 +36,85 @@ def write_json(path: Path, obj) -> None:
 
 
 def mark_status(state_dir: Path, status: str) -> None:
-    """Record in the sidecar how the run ended (``cnnsweep runs`` shows it): ``finished``,
-    ``failed`` (trials errored); a run whose driver died keeps ``running``."""
+    """Record in the sidecar how the run is (``cnnsweep runs`` shows it): ``running``
+    (with the driver's host and pid, see :func:`driver_alive`), ``finished``, ``failed``
+    (trials errored) or ``died`` (found with a dead driver, see :func:`close_dead_runs`)."""
     path = Path(state_dir) / SIDECAR
     if path.exists():
         meta = json.loads(path.read_text())
         meta["status"] = status
         meta["status_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if status == "running":
+            meta["driver"] = driver_record()
         write_json(path, meta)
+
+
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), or None if there is none."""
+    try:
+        import psutil  # Ray's own dependency
+
+        return round(psutil.Process(pid).create_time(), 2)
+    except Exception:
+        return None
+
+
+def driver_record() -> dict:
+    """Who runs the sweep: host, pid and the pid's start time (a reused pid has another)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_started": _started(pid)}
+
+
+def driver_alive(meta: dict) -> bool | None:
+    """Whether a ``running`` run's driver still runs: True or False on the host it ran on,
+    None elsewhere (another machine's processes cannot be seen from here)."""
+    driver = meta.get("driver")
+    if not driver or driver.get("host") != socket.gethostname():
+        return None
+    started = _started(int(driver["pid"]))
+    if started is None:
+        return False
+    return driver.get("pid_started") is None or abs(started - driver["pid_started"]) < 1.0
+
+
+def close_dead_runs(client, storage: Path, sweep: str, skip: Path | None = None) -> list[str]:
+    """Mark the runs of ``sweep`` whose driver died (SIGKILL, OOM, a reboot: nothing
+    could close them) as such: the sidecar says ``died`` and the MLflow parent and its
+    RUNNING children become KILLED, with a tag that says how to continue. Without this they
+    stay RUNNING in the MLflow UI forever. ``--resume`` sets them RUNNING again. Only
+    drivers of this host are judged; ``skip`` is the run being started or resumed.
+    Returns the names of the runs closed."""
+    from sweeps.runner import STATE_FOLDER
+
+    closed = []
+    for side in sorted((Path(storage) / STATE_FOLDER).glob(f"*/{SIDECAR}")):
+        if skip is not None and side.parent.resolve() == Path(skip).resolve():
+            continue
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("sweep") != sweep or meta.get("status") != "running":
+            continue
+        if driver_alive(meta) is not False:
+            continue
+        name = side.parent.name
+        hint = f"its driver died; continue it with: cnnsweep resume {sweep} --name {name} ..."
+        parent = meta.get("mlflow", {}).get("parent_run_id")
+        if parent:
+            exp = meta["mlflow"]["experiment_id"]
+            children = client.search_runs(
+                [exp], f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'RUNNING'"
+            )
+            for run in children:
+                client.set_terminated(run.info.run_id, "KILLED")
+            client.set_tag(parent, "cnnsweep.status", hint)
+            if client.get_run(parent).info.status == "RUNNING":
+                client.set_terminated(parent, "KILLED")
+        mark_status(side.parent, "died")
+        print(f"[mlflow] run {name} of {sweep}: {hint}", flush=True)
+        closed.append(name)
+    return closed
 
 
 class ResumableASHA(ASHAScheduler):

@@ -176,6 +176,60 @@ def test_runs_lists_runs_under_the_storage_path(tmp_path):
     assert empty.returncode == 0 and "no runs under" in empty.stdout
 
 
+def test_runs_of_a_dead_driver_are_closed_and_shown_as_died(mlflow_server, tmp_path):
+    """A SIGKILLed driver leaves its MLflow parent and children RUNNING and its sidecar
+    "running". The next sweep on that host closes them (KILLED, with how to resume);
+    a live driver, a reused pid and another host's run are told apart."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.resume import close_dead_runs, driver_record
+
+    client = MlflowClient(mlflow_server)
+    exp = client.create_experiment(f"dead-{tmp_path.name}")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    me = driver_record()
+    drivers = {
+        "dead": {**me, "pid": int(dead.stdout), "pid_started": 1.0},
+        "reused": {**me, "pid_started": me["pid_started"] - 3600},  # same pid, another process
+        "alive": me,
+        "elsewhere": {**me, "host": "gpu-node-7"},
+    }
+    store, runs = tmp_path / "ray", {}
+    for name, driver in drivers.items():
+        parent = client.create_run(exp, run_name=name).info.run_id
+        tag = {"mlflow.parentRunId": parent}
+        running = client.create_run(exp, run_name=f"{name}-t1", tags=tag).info.run_id
+        finished = client.create_run(exp, run_name=f"{name}-t0", tags=tag).info.run_id
+        client.set_terminated(finished, "FINISHED")
+        runs[name] = (parent, running, finished)
+        meta = {"sweep": "mnist_optimizers", "status": "running", "driver": driver,
+                "mlflow": {"experiment_id": exp, "parent_run_id": parent}}  # fmt: skip
+        (store / ".cnnsweep" / name).mkdir(parents=True)
+        (store / ".cnnsweep" / name / "cnnsweep.json").write_text(json.dumps(meta))
+
+    shown = json.loads(cli("runs", "--storage-path", store, "--format", "json").stdout)
+    assert {r["name"]: r["status"] for r in shown} == {
+        "dead": "died", "reused": "died", "alive": "running",
+        "elsewhere": "running on gpu-node-7",
+    }  # fmt: skip
+    assert close_dead_runs(client, store, "cifar_cnns") == []  # another sweep's: untouched
+    assert close_dead_runs(client, store, "mnist_optimizers") == ["dead", "reused"]
+
+    def status(rid):
+        return client.get_run(rid).info.status
+
+    for name, (parent, running, finished) in runs.items():
+        closed = name in ("dead", "reused")
+        want = "KILLED" if closed else "RUNNING"
+        assert (status(parent), status(running), status(finished)) == (want, want, "FINISHED")
+        note = client.get_run(parent).data.tags.get("cnnsweep.status", "")
+        assert (f"cnnsweep resume mnist_optimizers --name {name}" in note) == closed
+        side = json.loads((store / ".cnnsweep" / name / "cnnsweep.json").read_text())
+        assert side["status"] == ("died" if closed else "running")
+    assert close_dead_runs(client, store, "mnist_optimizers") == []  # once is enough
+
+
 @pytest.mark.slow
 def test_a_sweep_through_the_cli_end_to_end(mlflow_server, tiny_data_root, tmp_path):
     """`cnnsweep run` (a private Ray, as a user without a cluster), then the commands that
