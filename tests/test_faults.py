@@ -213,6 +213,15 @@ def test_killed_trial_restarts_from_its_checkpoint(
     )
 
 
+def run_status(store: Path, name: str) -> str:
+    cnnsweep = Path(sys.executable).parent / "cnnsweep"
+    out = subprocess.run(
+        [cnnsweep, "runs", "--storage-path", store, "--format", "json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return {r["name"]: r["status"] for r in json.loads(out.stdout)}[name]
+
+
 def test_killed_driver_resumes(tmp_path, cluster, mlflow_server, tiny_data_root):
     name = "kill-driver"
     log = tmp_path / "driver.log"
@@ -235,10 +244,12 @@ def test_killed_driver_resumes(tmp_path, cluster, mlflow_server, tiny_data_root)
     t_kill = time.time()
     assert not (tmp_path / "res" / EXPERIMENT / "trials.parquet").exists()
     lrs_before = {f: rows[0]["config"]["lr"] for f, rows in res_before.items() if rows}
+    assert run_status(tmp_path / "ray", name) == "died"  # what `cnnsweep runs` tells a user
 
     t0 = time.time()
     text = finish(start_driver([*cmd, "--resume"], log), log)
     assert "[resume]" in text
+    assert run_status(tmp_path / "ray", name) == "finished"
     trials, _ = check_nothing_lost(tmp_path, mlflow_server, name, 4, epochs=None)
     # the searcher was restored: the trials sampled before the kill kept their lr, and
     # it sampled only what was missing
