@@ -203,7 +203,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Render results/<sweep>/report/ (report.md, report.html, figures) from the Parquet
+    """Render results/<sweep>/report.md, report.html and report/ (figures) from the Parquet
     tables; with a tracking URI, log it to the sweep's parent MLflow run as well."""
     from sweeps import report
 
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     format_flag(sp, ("markdown", "csv", "json"))
 
-    sp = add("report", cmd_report, "render report/report.md + report.html from the tables")
+    sp = add("report", cmd_report, "render report.md + report.html from the tables")
     sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
     results_flag(sp)
     sp.add_argument(

@@ -48,7 +48,8 @@ class Doc:
         """A table of ready-made cell strings; ``fold`` folds it under that summary."""
         self.blocks.append(("table", header, rows, fold))
 
-    def markdown(self) -> str:
+    def markdown(self, img_dir: str = "") -> str:
+        """``img_dir``: the figures' folder relative to where the Markdown file lies."""
         out = []
         for b in self.blocks:
             kind = b[0]
@@ -59,7 +60,7 @@ class Doc:
             elif kind == "ul":
                 out.append("\n".join(f"- {i}" for i in b[1]))
             elif kind == "img":
-                out.append(f"![{b[2]}]({b[1]})")
+                out.append(f"![{b[2]}]({img_dir}{b[1]})")
             else:
                 _, header, rows, fold = b
                 md = to_markdown(pd.DataFrame(rows, columns=header, dtype=object)).rstrip()

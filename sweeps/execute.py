@@ -29,7 +29,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 import search_spaces
 from sweeps import plots
-from sweeps.report import REPORT, render, report_files
+from sweeps.report import render, report_artifacts
 from sweeps.results import (
     copy_file,
     provenance,
@@ -323,8 +323,8 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         written = write_results(out, trials, epochs_df, tables, prov, figures, extra)
         for path in written:
             logger.submit("artifact", run=parent_id, path=str(path))
-        for path in render_report(out):
-            logger.submit("artifact", run=parent_id, path=str(path), artifact_path=REPORT)
+        for path, folder in render_report(out):
+            logger.submit("artifact", run=parent_id, path=str(path), artifact_path=folder)
         best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
         now = int(time.time() * 1000)
         summary = [["best_val_acc", float(best["best_val_acc"]), now, 0]]
@@ -406,11 +406,12 @@ def restore_tuner(plan: Plan, trainable, logger: MlflowTrialLogger, scheduler) -
     return tuner
 
 
-def render_report(sweep_dir: Path) -> list[Path]:
-    """``report/`` (Markdown, HTML, figures) from the tables just published; a report that
-    fails to render is a warning, never a failed sweep (the tables are already written)."""
+def render_report(sweep_dir: Path) -> list[tuple[Path, str | None]]:
+    """The report (Markdown, HTML, figures) from the tables just published, as files and
+    their MLflow artifact folders; a report that fails to render is a warning, never a
+    failed sweep (the tables are already written)."""
     try:
-        return report_files(render(sweep_dir).parent)
+        return report_artifacts(render(sweep_dir))
     except Exception as exc:
         print(f"warning: the report could not be rendered ({type(exc).__name__}: {exc})")
         return []

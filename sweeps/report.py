@@ -1,5 +1,6 @@
-"""The sweep's report: ``results/<sweep>/report/report.md`` (and a self-contained
-``report.html``) rendered from the Parquet tables in ``results/<sweep>/`` alone.
+"""The sweep's report: ``results/<sweep>/report.md`` and a self-contained ``report.html``
+beside it (figures in ``results/<sweep>/report/``), rendered from the Parquet tables in
+``results/<sweep>/`` alone.
 
     python -m sweeps.report mnist_optimizers
     python -m sweeps.report mnist_optimizers --run-id <parent run id> --tracking-uri URI
@@ -9,9 +10,10 @@ the winner per model/optimizer, the honest gap to the paper), each paper table (
 vs ours with deltas, as a figure and as the table), test-accuracy heat-maps, learning
 curves of the best trials, ASHA's stopping decisions, provenance.
 
-The report lives in its own folder because :func:`sweeps.results.publish` owns the
-sweep folder's top-level files (a new publish deletes top-level files it did not write);
-its image links are relative, so it renders on GitHub and among MLflow's artifacts.
+The pages are not part of a run's published set: they are rendered after each publish,
+from the published tables and under the same lock (see :func:`render`). Image links are
+relative (``report/<figure>.png``), so the Markdown renders on GitHub and among the
+parent MLflow run's artifacts, which mirror this layout.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,8 @@ from sweeps.results import (
     write_text,
 )
 
-REPORT = "report"  # the folder inside results/<sweep>/, and the MLflow artifact path
+REPORT = "report"  # the figures' folder inside results/<sweep>/ and in the MLflow run
+PAGES = ("report.md", "report.html")
 NOT_PAPER = ("trials", "epochs", "asha_decisions")
 # Columns that name a table's cell, most specific first; a table's cells are named by the
 # shortest prefix of those it has that tells its rows apart.
@@ -677,9 +679,9 @@ def paper_tables(tables: dict) -> list[str]:
 
 
 def render(sweep_dir: Path) -> Path:
-    """Write ``<sweep_dir>/report/report.md``, ``report.html`` and the figures; returns the
-    Markdown's path. Each file is written atomically, figures before the pages that show
-    them, so a crash never leaves a page pointing at a missing figure."""
+    """Write ``<sweep_dir>/report.md``, ``report.html`` and the figures in ``report/``;
+    returns the Markdown's path. Each file is written atomically, figures before the pages
+    that show them, so a crash never leaves a page pointing at a missing figure."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "trials.parquet").is_file():
         load(sweep_dir)  # raises ReportError naming the sweeps there
@@ -720,39 +722,41 @@ def _render(sweep_dir: Path) -> Path:
         figures = sorted(p.name for p in folder.glob("*.png"))
         for name in figures:
             copy_file(folder / name, out / name)
-        write_text(doc.html(folder, f"Report: {sweep}"), out / "report.html")
-    write_text(doc.markdown(), out / "report.md")
+        write_text(doc.html(folder, f"Report: {sweep}"), sweep_dir / "report.html")
+    write_text(doc.markdown(img_dir=f"{REPORT}/"), sweep_dir / "report.md")
     for old in out.glob("*.png"):  # figures of an earlier render that this one lacks
         if old.name not in figures:
             old.unlink(missing_ok=True)
-    return out / "report.md"
+    for page in PAGES:  # where pages were rendered before they moved up beside the tables
+        (out / page).unlink(missing_ok=True)
+    return sweep_dir / "report.md"
 
 
-def report_files(report: Path | str | Iterable[Path | str]) -> list[Path]:
-    if isinstance(report, str | Path) and Path(report).is_dir():
-        return sorted(p for p in Path(report).iterdir() if p.is_file() and p.name[0] != ".")
-    if isinstance(report, str | Path):
-        return [Path(report)]
-    return [Path(p) for p in report]
+def report_artifacts(md: Path | str) -> list[tuple[Path, str | None]]:
+    """The report's files with their MLflow artifact folder: the pages at the run's root,
+    the figures under ``report/``, as on disk, so the Markdown's links work in both."""
+    md = Path(md)
+    pages = [(md.parent / page, None) for page in PAGES if (md.parent / page).is_file()]
+    figures = sorted((md.parent / REPORT).glob("*.png"))
+    return pages + [(png, REPORT) for png in figures]
 
 
-def log_report(report: Path | str | Iterable[Path | str], run_id: str, tracking_uri: str):
-    """Log the report folder (or the given files) to an MLflow run under ``report/``;
-    returns the artifact paths logged."""
+def log_report(md: Path | str, run_id: str, tracking_uri: str) -> list[str]:
+    """Log the report (pages and figures) to an MLflow run; returns the artifact paths."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     logged = []
-    for path in report_files(report):
-        client.log_artifact(run_id, str(path), artifact_path=REPORT)
-        logged.append(f"{REPORT}/{path.name}")
+    for path, folder in report_artifacts(md):
+        client.log_artifact(run_id, str(path), artifact_path=folder)
+        logged.append(f"{folder}/{path.name}" if folder else path.name)
     return logged
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m sweeps.report",
-        description="Render results/<sweep>/report/report.md and report.html (self-contained) "
+        description="Render results/<sweep>/report.md and report.html (self-contained) "
         "from the sweep's Parquet tables, optionally logging them to an MLflow run.",
     )
     p.add_argument(
@@ -765,8 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--run-id",
-        help="MLflow run to log the report to, under artifact path report/ (the sweep's "
-        "parent run is provenance.json's mlflow_parent_run_id); default: do not log",
+        help="MLflow run to log the report to (pages at the root, figures under report/; "
+        "the sweep's parent run is provenance.json's mlflow_parent_run_id); default: do not log",
     )
     p.add_argument(
         "--tracking-uri",
@@ -786,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {md}\n        {md.with_suffix('.html')}")
     if args.run_id:
         try:
-            logged = log_report(md.parent, args.run_id, args.tracking_uri)
+            logged = log_report(md, args.run_id, args.tracking_uri)
         except Exception as exc:
             print(
                 f"error: could not log to MLflow run {args.run_id} at {args.tracking_uri}: "
@@ -794,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        print(f"MLflow:  {len(logged)} artifacts logged to run {args.run_id} under {REPORT}/")
+        print(f"MLflow:  {len(logged)} artifacts logged to run {args.run_id}")
     return 0
 
 

@@ -260,13 +260,16 @@ def test_a_sweep_through_the_cli_end_to_end(mlflow_server, tiny_data_root, tmp_p
     grid = [r for r in json.loads(table.stdout) if r["row"] == "grid"]
     assert len(grid) == 4 and all(r["ours_test_acc_pct"] is not None for r in grid)
 
-    report = res / "mnist_optimizers" / "report"
-    md = (report / "report.md").read_text()
+    sweep_dir = res / "mnist_optimizers"
+    md = (sweep_dir / "report.md").read_text()
     assert "## ASHA's stopping decisions" in md and "## Provenance" in md
     parent = rows[0]["mlflow_parent_run"]
-    logged = {a.path for a in MlflowClient(mlflow_server).list_artifacts(parent, "report")}
-    assert {f"report/{p.name}" for p in report.iterdir()} == logged
+    client = MlflowClient(mlflow_server)
+    at_root = {a.path for a in client.list_artifacts(parent)}
+    assert {"report.md", "report.html", "report"} <= at_root
+    logged = {a.path for a in client.list_artifacts(parent, "report")}
+    assert {f"report/{p.name}" for p in (sweep_dir / "report").iterdir()} == logged
     # re-rendering from the tables alone gives the same Markdown
     again = cli("report", "mnist_optimizers", "--results-dir", res)
     assert again.returncode == 0, again.stderr
-    assert (report / "report.md").read_text() == md
+    assert (sweep_dir / "report.md").read_text() == md

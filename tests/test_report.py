@@ -132,7 +132,7 @@ def sweep(tmp_path):
 
 def test_report_has_each_table_with_published_ours_delta(sweep):
     md_path = report.render(sweep)
-    assert md_path == sweep / "report" / "report.md"
+    assert md_path == sweep / "report.md"  # beside the tables it reports on
     md = md_path.read_text()
     titles = re.findall(r"^## (.+)$", md, flags=re.M)
     assert titles == [
@@ -171,7 +171,8 @@ def test_every_image_link_is_a_png_that_decodes(sweep):
     assert len(links) >= 4  # table, heat-map, learning curves, ASHA
     for link in links:
         assert not link.startswith(("/", "http")), link  # relative: renders anywhere
-        path = sweep / "report" / link
+        assert link.startswith("report/"), link
+        path = sweep / link
         assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
         pixels = mpimg.imread(path)
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300
@@ -180,7 +181,7 @@ def test_every_image_link_is_a_png_that_decodes(sweep):
 
 def test_html_is_self_contained(sweep):
     report.render(sweep)
-    page = (sweep / "report" / "report.html").read_text()
+    page = (sweep / "report.html").read_text()
     srcs = re.findall(r'src="([^"]*)"', page)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"href=|<link|<script|url\(", page)
@@ -225,9 +226,11 @@ def test_render_twice_gives_the_same_report(sweep):
     first = report.render(sweep).read_text()
     figures = {p.name: p.read_bytes() for p in (sweep / "report").glob("*.png")}
     (sweep / "report" / "old_figure.png").write_bytes(b"stale")
+    (sweep / "report" / "report.md").write_text("where pages were before")
     second = report.render(sweep).read_text()
     assert first == second
     assert {p.name: p.read_bytes() for p in (sweep / "report").glob("*.png")} == figures
+    assert not (sweep / "report" / "report.md").exists()
 
 
 def test_unknown_sweep_names_what_exists(sweep, capsys):
@@ -284,10 +287,13 @@ def test_logged_to_a_real_mlflow_run(sweep, mlflow_server, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
-    listed = {f.path for f in client.list_artifacts(run, "report")}
-    on_disk = {f"report/{p.name}" for p in (sweep / "report").iterdir()}
-    assert {"report/report.md", "report/report.html"} <= listed
-    assert listed == on_disk
+    # the run's artifacts mirror the folder: pages at the root, figures under report/
+    listed = {f.path for f in client.list_artifacts(run)} - {"report"}
+    listed |= {f.path for f in client.list_artifacts(run, "report")}
+    on_disk = {"report.md", "report.html"} | {
+        f"report/{p.name}" for p in (sweep / "report").iterdir()
+    }
+    assert len(on_disk) >= 6 and listed == on_disk
 
 
 def test_a_publish_waits_for_the_report_being_rendered(sweep, tmp_path, monkeypatch):
