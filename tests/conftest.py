@@ -269,3 +269,27 @@ def terminate_all(procs) -> None:
         with contextlib.suppress(psutil.Error):
             p.kill()
     psutil.wait_procs(alive, timeout=10)
+
+
+@contextlib.contextmanager
+def two_nodes(env: dict, cpus: tuple[int, int] = (1, 1)):
+    """tests/ray_two_nodes.py running; yields what it prints (address, node ids, temp dir)."""
+    nodes = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "ray_two_nodes.py"), *map(str, cpus)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = nodes.stdout.readline()
+        assert line, "tests/ray_two_nodes.py exited before the cluster was up"
+        yield json.loads(line)
+    finally:
+        nodes.stdin.close()  # the script shuts its cluster down and removes its temp dir
+        try:
+            nodes.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(nodes.pid, signal.SIGKILL)
+            nodes.wait(15)

@@ -30,6 +30,7 @@ from conftest import (
     start_ray_node,
     stop_mlflow,
     stop_ray_cluster,
+    two_nodes,
 )
 from mlflow.tracking import MlflowClient
 
@@ -284,16 +285,7 @@ def test_killed_driver_resumes(tmp_path, cluster, mlflow_server, tiny_data_root)
 def test_lost_worker_node(tmp_path, mlflow_server, tiny_data_root):
     """A head and a second node (1 CPU each); the node running a trial is killed."""
     env = {**ray_env(), "RAY_AUTH_MODE": "disabled"}  # the test harness has no token setup
-    nodes = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "ray_two_nodes.py")],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        info = json.loads(nodes.stdout.readline())
+    with two_nodes(env) as info:
         raylet2 = psutil.Process(info["node2_raylet_pid"])
         name = "kill-node"
         log = tmp_path / "driver.log"
@@ -320,12 +312,6 @@ def test_lost_worker_node(tmp_path, mlflow_server, tiny_data_root):
         t_kill = time.time()
         kill_tree(raylet2)  # the node: its raylet, agents and workers, all at once
         finish(driver, log, timeout=900)
-    finally:
-        nodes.stdin.close()
-        try:
-            nodes.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(nodes.pid, signal.SIGKILL)
     trials, _ = check_nothing_lost(tmp_path, mlflow_server, name, 2, epochs=6)
     rows = trial_results(exp)[folder]
     assert restored(rows)

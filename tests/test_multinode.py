@@ -11,46 +11,17 @@ nodes' own Ray session dir, one Parquet row and one MLflow child run per trial.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ray_env
+from conftest import REPO, ray_env, two_nodes
 from test_faults import check_nothing_lost, finish, sweep_cmd, trial_results
 
 from trainables.engine import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow
 NAME = "two-nodes"
-
-
-@contextlib.contextmanager
-def two_nodes(env: dict, cpus: tuple[int, int] = (1, 1)):
-    """tests/ray_two_nodes.py running; yields what it prints (address, node ids, temp dir)."""
-    nodes = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "ray_two_nodes.py"), *map(str, cpus)],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        line = nodes.stdout.readline()
-        assert line, "tests/ray_two_nodes.py exited before the cluster was up"
-        yield json.loads(line)
-    finally:
-        nodes.stdin.close()  # the script shuts its cluster down and removes its temp dir
-        try:
-            nodes.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(nodes.pid, signal.SIGKILL)
-            nodes.wait(15)
 
 
 def files_named(root: Path, pattern: str) -> list[Path]:
