@@ -293,3 +293,11 @@ def two_nodes(env: dict, cpus: tuple[int, int] = (1, 1)):
         except subprocess.TimeoutExpired:
             os.killpg(nodes.pid, signal.SIGKILL)
             nodes.wait(15)
+
+
+def assert_history_matches(client, run_id: str, epochs) -> None:
+    """The child run's per-epoch metric history equals its rows of ``epochs.parquet``."""
+    for metric in ("val_acc", "train_loss", "images_per_s"):
+        hist = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
+        assert [m.step for m in hist] == epochs["epoch"].tolist()
+        assert [m.value for m in hist] == pytest.approx(epochs[metric].tolist(), rel=1e-12)

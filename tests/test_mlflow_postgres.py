@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, stop_mlflow
+from conftest import assert_history_matches, free_port, stop_mlflow
 from mlflow.tracking import MlflowClient
 from test_sweep import runs_named, sweep_args
 
@@ -226,10 +226,7 @@ def test_smoke_sweep_on_mlflow_with_postgres(
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         row = trials[trials["mlflow_run_id"] == rid].iloc[0]
         ep = epochs[epochs["mlflow_run_id"] == rid].sort_values("epoch")
-        for metric in ("val_acc", "train_loss", "images_per_s"):
-            hist = sorted(client.get_metric_history(rid, metric), key=lambda m: m.step)
-            assert [m.step for m in hist] == ep["epoch"].tolist()
-            assert [m.value for m in hist] == pytest.approx(ep[metric].tolist(), rel=1e-12)
+        assert_history_matches(client, rid, ep)
         assert math.isclose(child.data.metrics["test_acc"], row["test_acc"])
         assert child.data.params["model"] == row["model"]
         assert float(child.data.params["lr"]) == row["lr"]

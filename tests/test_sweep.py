@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import free_port
+from conftest import assert_history_matches, free_port
 from mlflow.tracking import MlflowClient
 
 from search_spaces.mnist_table1 import published
@@ -107,10 +107,7 @@ def test_smoke_sweep_parquet_equals_mlflow(
         assert child.info.status == "FINISHED"
         row = trials[trials["mlflow_run_id"] == rid].iloc[0]
         ep = epochs[epochs["mlflow_run_id"] == rid].sort_values("epoch")
-        for metric in ("val_acc", "train_loss", "images_per_s"):
-            hist = sorted(client.get_metric_history(rid, metric), key=lambda m: m.step)
-            assert [m.step for m in hist] == ep["epoch"].tolist()
-            assert [m.value for m in hist] == pytest.approx(ep[metric].tolist(), rel=1e-12)
+        assert_history_matches(client, rid, ep)
         assert math.isclose(client.get_run(rid).data.metrics["test_acc"], row["test_acc"])
         assert child.data.params["model"] == row["model"]
         assert float(child.data.params["lr"]) == row["lr"]
