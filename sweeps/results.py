@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 PROVENANCE_KEY = b"cnnsweep.provenance"
 GIT_COMMIT_ENV = "CNNSWEEP_GIT_COMMIT"
+CHECKOUT_ENV = "CNNSWEEP_CHECKOUT"
 PUBLISH_LOCK = ".publish.lock"
 PUBLISHED = ".published.json"
 RUNS = "runs"
@@ -106,9 +107,43 @@ def redact(text: str) -> str:
     return re.sub(r"([a-zA-Z][\w+.-]*://)[^/@\s]+@", r"\1***@", text)
 
 
-def provenance(**extra) -> dict:
-    """What a reader needs to trust and rerun a result table."""
-    return {
+def checkout_root() -> Path | None:
+    """The checkout the results belong to: ``$CNNSWEEP_CHECKOUT`` (``make run`` sets it:
+    a Ray job runs from a temporary copy), else the git work tree of this source."""
+    if os.environ.get(CHECKOUT_ENV):
+        return Path(os.environ[CHECKOUT_ENV])
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def portable(value, roots: dict[str, Path | None]):
+    """``value`` (a provenance dict) with absolute folders replaced by names that hold on
+    any machine: each root's path by its label (``$CNNSWEEP_DATA_ROOT/mnist``), paths in
+    the checkout by their path relative to it (``results``); longest root first."""
+    text = json.dumps(value, default=str)
+    for label, root in sorted(roots.items(), key=lambda kv: -len(str(kv[1] or ""))):
+        if root is None or str(root) in ("", "/"):
+            continue
+        root = str(root).rstrip("/")
+        rel = "" if label == "." else f"{label}/"
+        text = re.sub(re.escape(root) + r"/", lambda _, r=rel: r, text)
+        text = re.sub(re.escape(root) + r'(?=["\s:])', lambda _, lb=label: lb, text)
+    return json.loads(text)
+
+
+def provenance(data_root: Path | None = None, **extra) -> dict:
+    """What a reader needs to trust and rerun a result table; folders named as
+    :func:`portable` names them, never as this machine's absolute paths."""
+    prov = {
         "command": redact(" ".join(sys.argv)),
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_commit": git_commit(),
@@ -116,6 +151,7 @@ def provenance(**extra) -> dict:
         "versions": versions(),
         **extra,
     }
+    return portable(prov, {"$CNNSWEEP_DATA_ROOT": data_root, ".": checkout_root()})
 
 
 def _temp_owner(name: str) -> tuple[str, int] | None:
@@ -325,28 +361,27 @@ def publish(run_dir: Path, sweep_dir: Path) -> list[Path]:
     return [sweep_dir / name for name in names]
 
 
+def format_cell(col: str, v, floatfmt: str = ".2f") -> str:
+    """One table cell as text: missing as '—', learning rates with ``g`` (0.001, not
+    0.00), accuracies given as fractions (``*_acc``) with three decimals."""
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+        return "—"
+    if isinstance(v, float):
+        if col == "lr" or col.endswith("_lr"):
+            return format(v, "g")
+        if col.endswith("_acc"):  # fractions, as the ANet-c6 paper gives them
+            return format(v, ".3f")
+        return format(v, floatfmt)
+    return str(v)
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    """A GitHub Markdown table (no tabulate dependency); missing values shown as '—'.
-
-    Learning rates are printed with ``g`` (0.001, not 0.00), accuracies given as
-    fractions (``*_acc``) with three decimals; whole floats as integers.
-    """
-
-    def cell(col: str, v) -> str:
-        if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
-            return "—"
-        if isinstance(v, float):
-            if col == "lr" or col.endswith("_lr"):
-                return format(v, "g")
-            if col.endswith("_acc"):  # fractions, as the ANet-c6 paper gives them
-                return format(v, ".3f")
-            return format(v, floatfmt)
-        return str(v)
-
+    """A GitHub Markdown table (no tabulate dependency), cells as :func:`format_cell`."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(c, v) for c, v in zip(cols, row, strict=False)) + " |")
+        cells = (format_cell(c, v, floatfmt) for c, v in zip(cols, row, strict=False))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -376,11 +411,30 @@ def load_results(
         return _read_tables(folder, engine)
 
 
+ENGINES = ("pyarrow", "fastparquet")
+
+
+def read_table(path: str | Path, engine: str = "pyarrow") -> pd.DataFrame:
+    """One result table as a DataFrame, read by pyarrow or by fastparquet.
+
+    fastparquet through its own API: pandas 3.1 deprecates ``read_parquet``'s fastparquet
+    engine (gone in pandas 4), and the tables promise to be readable by both readers.
+    """
+    if engine == "pyarrow":
+        return pd.read_parquet(path, engine="pyarrow")
+    if engine == "fastparquet":
+        import fastparquet
+
+        with open(path, "rb") as f:  # given a path, fastparquet leaves its file open
+            return fastparquet.ParquetFile(f).to_pandas()
+    raise ValueError(f"engine {engine!r} is unknown; allowed: {', '.join(ENGINES)}")
+
+
 def _read_tables(folder: Path, engine: str) -> dict[str, pd.DataFrame]:
     files = sorted(folder.glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no Parquet tables in {folder}")
-    return {f.stem: pd.read_parquet(f, engine=engine) for f in files}
+    return {f.stem: read_table(f, engine) for f in files}
 
 
 def load_provenance(path: str | Path) -> dict:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from test_sweep import sweep_args
 
 from sweeps import anet_generalization, cifar_cnns
-from sweeps.results import load_provenance, load_results
+from sweeps.results import load_provenance, load_results, read_table
 from sweeps.runner import main
 
 
@@ -72,9 +71,7 @@ def test_keras_smoke_sweep(ray_local, mlflow_server, tiny_data_root, tmp_path):
     assert (t3.published_test_acc_pct, t3.published_without_aug_pct) == (87.11, 84.42)
     # both engines read every table
     for f in out.glob("*.parquet"):
-        assert len(pd.read_parquet(f, engine="fastparquet")) == len(
-            pd.read_parquet(f, engine="pyarrow")
-        )
+        assert len(read_table(f, "fastparquet")) == len(read_table(f, "pyarrow"))
     # the report's figures for the best model per dataset
     for name in ("cifar10", "mnist"):
         assert (out / f"best_{name}_confusion.png").read_bytes()[:4] == b"\x89PNG"

@@ -19,6 +19,7 @@ from sweeps.results import (
     PUBLISHED,
     load_results,
     publish,
+    read_table,
     run_folder,
     write_parquet,
     write_text,
@@ -29,8 +30,6 @@ SWEEP = "mnist_optimizers"
 
 pytestmark = [
     pytest.mark.faults,
-    # pandas 3 deprecates the fastparquet engine; these tests read with it on purpose.
-    pytest.mark.filterwarnings("ignore:The 'fastparquet' engine is deprecated"),
     pytest.mark.filterwarnings("ignore:The 'future.infer_string' option is deprecated"),
 ]
 
@@ -148,7 +147,7 @@ def test_sigkill_mid_write_keeps_old_file_and_next_write_removes_its_temp(tmp_pa
     assert f".{proc.pid}." in stale.name
 
     for engine in ("pyarrow", "fastparquet"):
-        got = pd.read_parquet(target, engine=engine)
+        got = read_table(target, engine)
         assert got.to_dict("list") == old.to_dict("list"), engine
 
     new = table("new")

@@ -3,6 +3,7 @@ equal what MLflow recorded, and bad input fails before any trial starts."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -135,6 +136,10 @@ def test_smoke_sweep_parquet_equals_mlflow(
     prov = load_provenance(folder / "table1.parquet")
     assert prov["budget"] == "smoke" and prov["versions"]["torch"] and prov["git_commit"]
     assert prov["data"]["train"] == 256 and prov["hardware"]["cpu_count"] >= 1
+    # portable: the data root by its variable's name, never this machine's folder
+    assert prov["data"]["source"] == "parquet:$CNNSWEEP_DATA_ROOT/mnist"
+    assert "--data-root $CNNSWEEP_DATA_ROOT " in prov["command"]
+    assert str(tiny_data_root) not in json.dumps(prov)
 
 
 BAD = [
