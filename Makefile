@@ -29,8 +29,9 @@ export CNNSWEEP_DATA_ROOT
 HTTP_OK = $(VENV)/bin/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" 2>/dev/null
 BUDGET ?= cpu
 SWEEP ?= mnist_optimizers
-TABLE ?= table1
 SWEEP_ARGS ?=
+# Where `run` writes its tables (a test points it at a temp folder).
+RESULTS_DIR ?= $(CURDIR)/results
 # Extra `ray start --head` flags. `up` leaves the other ports at Ray's defaults (client
 # server 10001, dashboard agent 52365, object manager 8076...); a test passes free ones
 # here so it cannot collide with a cluster the user already runs.
@@ -58,6 +59,9 @@ $(VENV)/.installed: pyproject.toml
 
 up: install
 	@mkdir -p $(RUN_DIR)
+	@# the cluster's token: created 0600 on a new machine (`ray start` refuses to start
+	@# without one), reused when it exists; the line says where, never the token
+	@python -m sweeps.cluster token
 	@if ray status --address $(HOST):$(RAY_PORT) >/dev/null 2>&1; then \
 	  echo "Ray head already running at $(HOST):$(RAY_PORT)"; \
 	else \
@@ -81,10 +85,15 @@ up: install
 	@echo "Ray dashboard: $(DASHBOARD_URL)"
 	@echo "MLflow UI:     $(MLFLOW_URI)"
 
+# Only what `up` started: `ray stop` would also stop every other Ray cluster of this user.
 down:
-	-ray stop --force >/dev/null 2>&1
-	-pkill -f "mlflow server --host $(HOST) --port $(MLFLOW_PORT)"
-	-pkill -f "uvicorn.*$(MLFLOW_PORT)"
+	-python -m sweeps.cluster stop --port $(RAY_PORT)
+	@# MLflow drains its workers after TERM: wait until it stops answering. ([m]: the
+	@# pattern must not match this recipe's own shell, whose command line contains it)
+	@pkill -f "[m]lflow server --host $(HOST) --port $(MLFLOW_PORT)"; pkill -f "[u]vicorn.*$(MLFLOW_PORT)"; \
+	for i in $$(seq 60); do $(HTTP_OK) $(MLFLOW_URI)/health || break; sleep 0.5; done; \
+	if $(HTTP_OK) $(MLFLOW_URI)/health; then echo "MLflow at $(MLFLOW_URI) is still running"; \
+	else echo "MLflow at $(MLFLOW_URI): stopped"; fi
 
 status:
 	-ray status --address $(HOST):$(RAY_PORT)
@@ -96,15 +105,13 @@ status:
 run: up
 	@for i in $$(seq 24); do \
 	  ray job submit --address $(DASHBOARD_URL) --working-dir . \
-	    --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)"}}' \
+	    --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)", "CNNSWEEP_CHECKOUT": "$(CURDIR)"}}' \
 	    -- python sweeps/$(SWEEP).py --budget $(BUDGET) --data-root $(CNNSWEEP_DATA_ROOT) \
-	    --results-dir $(CURDIR)/results --tracking-uri $(MLFLOW_URI) $(SWEEP_ARGS) \
+	    --results-dir $(RESULTS_DIR) --tracking-uri $(MLFLOW_URI) $(SWEEP_ARGS) \
 	    2>&1 | tee $(RUN_DIR)/last-job.log; rc=$${PIPESTATUS[0]}; \
 	  grep -q "No available agent" $(RUN_DIR)/last-job.log || exit $$rc; \
 	  echo "Ray's job agent is not ready yet; retrying in 5 s"; sleep 5; \
 	done; exit 1
-	@python -c "import pandas as pd; pd.set_option('display.width', 200); \
-	  print(pd.read_parquet('results/$(SWEEP)/$(TABLE).parquet').to_string())" 2>/dev/null || true
 	@echo "MLflow UI:     $(MLFLOW_URI)"
 	@echo "Ray dashboard: $(DASHBOARD_URL)"
 

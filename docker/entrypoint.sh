@@ -76,6 +76,12 @@ case $role in
   ray-head)
     shift
     echo "$role" >"$ROLE_FILE" 2>/dev/null || true
+    # the cluster's token (RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token): created 0600 when
+    # missing, reused when there (compose mounts it as a secret); one line names the file
+    if [[ ${RAY_AUTH_MODE:-token} == token ]]; then
+      token_line=$("$PYTHON_BIN" -m sweeps.cluster token) || exit 2
+      log "$token_line"
+    fi
     ray_node_flags
     exec "$RAY_BIN" start --head "--port=$RAY_GCS_PORT" "${RAY_FLAGS[@]}" \
       --include-dashboard=true "--dashboard-host=$RAY_DASHBOARD_HOST" \

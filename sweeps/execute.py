@@ -29,7 +29,8 @@ from ray.tune.schedulers import FIFOScheduler
 
 import search_spaces
 from sweeps import plots
-from sweeps.report import render, report_artifacts
+from sweeps.cluster import ensure_token
+from sweeps.report import render, report_artifacts, terminal_summary
 from sweeps.results import (
     copy_file,
     provenance,
@@ -52,7 +53,7 @@ from sweeps.resume import (
 )
 from sweeps.runner import METRIC, MODE, Plan, fail
 from sweeps.tracking import MlflowTrialLogger, public_uri, start_parent_run
-from trainables.datasets import DataSplits
+from trainables.datasets import DataSplits, resolve_data_root
 from trainables.progress import driver_style
 from trainables.trainable import (
     EPOCH_METRICS,
@@ -69,9 +70,35 @@ def init_ray(address: str | None) -> None:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, log_to_driver=True)
     else:  # a private single-node cluster on loopback, for `python sweeps/<name>.py`
+        print(ensure_token(), flush=True)  # else Ray writes one readable by everyone
         # address="local": a new private instance, never a stale `ray start` cluster that
         # /tmp/ray/ray_current_cluster still names
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
+
+
+def unplaceable(cpus: int, gpus: float) -> str | None:
+    """Why no node of the cluster could ever run one trial (None: one can).
+
+    A trial's resources must fit on one node; Tune would otherwise keep the trial pending
+    forever. Checked against the nodes alive now (an autoscaler's future nodes are not
+    known here)."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    if gpus > most_gpus:
+        total = ray.cluster_resources().get("GPU", 0)
+        return (
+            f"--gpus-per-trial {gpus:g}: the Ray cluster has {total:g} "
+            f"GPUs, at most {most_gpus:g} on one node; allowed: 0 to {most_gpus:g}"
+        )
+    fits = [n.get("CPU", 0) for n in nodes if n.get("GPU", 0) >= gpus]
+    most_cpus = max(fits, default=0)
+    if cpus > most_cpus:
+        return (
+            f"--cpus-per-trial {cpus}: no node of the Ray cluster has {cpus} CPUs"
+            + (f" beside {gpus:g} GPUs" if gpus else "")
+            + f" (the largest has {most_cpus:g}); allowed: 1..{int(most_cpus)}"
+        )
+    return None
 
 
 @ray.remote
@@ -100,15 +127,13 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         )
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1 if cluster_gpus else 0)
-    if gpus > cluster_gpus:
-        return fail(
-            f"--gpus-per-trial {gpus:g}: the Ray cluster has {cluster_gpus:g} GPUs; "
-            f"allowed: 0 to {cluster_gpus:g}"
-        )
     cpus = plan.base_config["num_threads"]
+    if msg := unplaceable(cpus, gpus):
+        return fail(msg)
     b = plan.budget
     client = MlflowClient(uri)
     prov = provenance(
+        data_root=resolve_data_root(args.data_root),
         sweep=plan.sweep.name,
         budget=b.name,
         budget_settings=b.__dict__,
@@ -338,14 +363,13 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         spooled = logger.spool(plan.state_dir / "mlflow_pending")
         logger.close()
 
-    first = next(iter(tables))
     print(
-        f"\n{first} ({plan.sweep.name}, budget {b.name}, {len(trials)} trials, "
+        f"\n{plan.sweep.name} finished (budget {b.name}, {len(trials)} trials, "
         f"{trials['stopped_early'].sum()} stopped early by ASHA, {n_err} errored, "
-        f"{prov['wall_s']:.0f} s):\n"
+        f"{prov['wall_s']:.0f} s)\n"
     )
-    print(to_markdown(tables[first]))
-    print(f"results: {out}")
+    print(summary_text(out))
+    print(f"Tables:  {out}")
     print(f"MLflow:  {run_url}")
     if unlogged:
         print(
@@ -357,6 +381,15 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
         print(f"error: {n_err} trial(s) errored; see {plan.experiment_dir}")
         return 1
     return 0
+
+
+def summary_text(sweep_dir: Path) -> str:
+    """The end of the sweep's output (see report.terminal_summary); the tables are
+    already written, so a summary that fails is a warning, never a failed sweep."""
+    try:
+        return terminal_summary(sweep_dir)
+    except Exception as exc:
+        return f"warning: no summary ({type(exc).__name__}: {exc}); the tables are in {sweep_dir}"
 
 
 def progress_reporter(plan: Plan) -> CLIReporter:

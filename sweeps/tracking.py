@@ -78,8 +78,20 @@ def _auth_headers() -> dict:
     return {}
 
 
+# What MLflow's client can track to (its store registry): anything else fails deep inside
+# MLflow with a traceback ("" is a plain folder path).
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "")
+
+
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     """Make sure ``uri`` is a reachable MLflow server (HTTP) or a usable local store."""
+    scheme = urlsplit(uri).scheme.split("+")[0].lower()  # postgresql+psycopg2 -> postgresql
+    if scheme not in TRACKING_SCHEMES:
+        raise TrackingError(
+            f"--tracking-uri {uri}: scheme {scheme + '://'!r} is not supported; allowed: "
+            "http(s):// of an MLflow server, sqlite:///path, file:///path or a folder, "
+            "postgresql:// or mysql:// (MLflow's database stores)"
+        )
     if not uri.startswith(("http://", "https://")):
         return  # sqlite:// or file store: MlflowClient creates it
     base = uri.rstrip("/")

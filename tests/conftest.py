@@ -3,6 +3,7 @@ Ray with 2 CPUs) and write small real datasets in the project's Parquet layout."
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -20,11 +22,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sweeps.cluster import ensure_token, stop, terminate_all  # noqa: F401 (tests import these)
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The tests' Ray clusters use a token of their own, never the user's ~/.ray/auth_token
+# (which a new machine does not have: tests/test_fresh_home.py covers that path).
+_TOKEN_DIR = Path(tempfile.mkdtemp(prefix="cnnsweep-test-token-"))
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(_TOKEN_DIR / "auth_token")
+ensure_token()
+atexit.register(shutil.rmtree, _TOKEN_DIR, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -241,34 +252,7 @@ def kill_tree(proc, sig=9) -> None:
 
 def stop_ray_cluster(gcs_port: int) -> None:
     """Kill only this cluster's processes (``ray stop`` would also stop a user's own)."""
-    import psutil
-
-    marks = (f"127.0.0.1:{gcs_port}", f"--gcs_server_port={gcs_port}", f"--port={gcs_port}")
-    found = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any(m in " ".join(p.info["cmdline"] or []) for m in marks)
-    ]
-    # with their children: Ray's agents name no port and outlive their raylet
-    procs = {p.pid: p for p in found}
-    for p in found:
-        with contextlib.suppress(psutil.Error):
-            procs |= {c.pid: c for c in p.children(recursive=True)}
-    terminate_all(list(procs.values()))
-
-
-def terminate_all(procs) -> None:
-    """TERM, then KILL what is left (Ray's agents can outlive their raylet and ignore TERM)."""
-    import psutil
-
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
+    stop(gcs_port)
 
 
 @contextlib.contextmanager

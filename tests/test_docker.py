@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -215,6 +216,29 @@ def run_entrypoint(*args, env=None, drop=(), **kw) -> subprocess.CompletedProces
     return subprocess.run(
         [str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=60, **kw
     )
+
+
+def test_ray_head_role_creates_a_missing_token_owner_only(tmp_path):
+    """On a fresh home the head role creates ~/.ray/auth_token (0600, folder 0700) before
+    `ray start` (here `true`, so no node starts), names the file and never the token; a
+    second start reuses it."""
+    env = {"HOME": str(tmp_path), "RAY_BIN": "true", "CNNSWEEP_ROLE_FILE": str(tmp_path / "r")}
+    drop = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
+    first = run_entrypoint("ray-head", env=env, drop=drop)
+    assert first.returncode == 0, first.stderr
+    token = tmp_path / ".ray" / "auth_token"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token.parent.stat().st_mode) == 0o700
+    secret = token.read_text()
+    assert f"Ray auth token: {token} (created" in first.stderr
+    assert secret not in first.stdout + first.stderr
+    again = run_entrypoint("ray-head", env=env, drop=drop)
+    assert again.returncode == 0 and f"{token} (existing)" in again.stderr
+    assert token.read_text() == secret
+    # a token path nobody can create is a clear error, not a head without auth
+    bad = run_entrypoint("ray-head", env={**env, "RAY_AUTH_TOKEN_PATH": "/proc/no/token"})
+    assert bad.returncode == 2
+    assert "cannot create the Ray auth token at /proc/no/token" in bad.stderr
 
 
 def test_entrypoint_usage_unknown_roles_and_commands(tmp_path):

@@ -68,7 +68,7 @@ def test_job_submit_runs_the_sweep(ray_head, mlflow_server, tiny_data_root, tmp_
             break
         time.sleep(5)
     assert out.returncode == 0, log[-4000:]
-    assert "succeeded" in log and "| grid | resnet18 |" in log and mlflow_server in log
+    assert "succeeded" in log and "  resnet18 / adam / lr 0.001 " in log and mlflow_server in log
     table = pd.read_parquet(tmp_path / "res" / "mnist_optimizers" / "table1.parquet")
     assert table.loc[table["row"] == "grid", "ours_test_acc_pct"].notna().sum() == 4
 
