@@ -339,6 +339,7 @@ def summary_section(doc: Doc, trials: pd.DataFrame, prov: dict, gaps: dict[str, 
     )
     items = [what]
     items.append("Data: " + data_sentence(prov.get("data"), datasets) + ".")
+    items += [w[:1].upper() + w[1:] + "." for w in split_warnings(prov.get("data"))]
     if b:
         items.append(
             f"Budget: {b.get('image_size', '?')} px inputs, batch {b.get('batch_size', '?')}, "
@@ -351,21 +352,7 @@ def summary_section(doc: Doc, trials: pd.DataFrame, prov: dict, gaps: dict[str, 
                 else "off."
             )
         )
-    for ds, g in done.groupby("dataset", sort=False):
-        best = g.loc[g["best_val_acc"].idxmax()]
-        where = f" on {ds}" if len(datasets) > 1 else ""
-        items.append(
-            f"Best by validation{where}: {trial_name(best)}, val {pct(best['best_val_acc'])} %, "
-            f"test {pct(best['test_acc'])} %."
-        )
-    gap = b.get("expected_gap")
-    items.append(
-        "Gap to the paper: "
-        + (f"this budget is not the paper's ({gap}), so " if gap else "")
-        + "ours is expected to fall short; "
-        + "; ".join(f"{name}: {lines[0]}" for name, lines in gaps.items() if lines)
-        + "."
-    )
+    items += best_lines(trials) + [gap_line(prov, gaps)]
     doc.h(2, "Summary")
     doc.ul(items)
     keys = (["dataset"] if len(datasets) > 1 else []) + ["model", "optimizer"]
@@ -386,6 +373,64 @@ def summary_section(doc: Doc, trials: pd.DataFrame, prov: dict, gaps: dict[str, 
     doc.table(header, rows)
 
 
+def best_lines(trials: pd.DataFrame) -> list[str]:
+    """The trial validation likes best, per dataset, with its test accuracy."""
+    done = trials[trials["status"] != "ERROR"]
+    several = trials["dataset"].nunique() > 1
+    lines = []
+    for ds, g in done.groupby("dataset", sort=False):
+        best = g.loc[g["best_val_acc"].idxmax()]
+        lines.append(
+            f"Best by validation{f' on {ds}' if several else ''}: {trial_name(best)}, "
+            f"val {pct(best['best_val_acc'])} %, test {pct(best['test_acc'])} %."
+        )
+    return lines
+
+
+def gap_line(prov: dict, gaps: dict[str, list[str]]) -> str:
+    """How far from the paper, and why: the budget's own reason, then the numbers."""
+    gap = (prov.get("budget_settings") or {}).get("expected_gap")
+    return (
+        "Gap to the paper: "
+        + (f"this budget is not the paper's ({gap}), so " if gap else "")
+        + "ours is expected to fall short; "
+        + "; ".join(f"{name}: {lines[0]}" for name, lines in gaps.items() if lines)
+        + "."
+    )
+
+
+MAX_TERMINAL_ROWS = 30  # a terminal's screen; a 200-cell per-class table goes to the report
+
+
+def terminal_summary(sweep_dir: Path) -> str:
+    """What a sweep prints at its end, to fit a terminal: the first paper table as
+    published-vs-ours lines of its headline metric, the best trial, the gap to the paper
+    and why, and where the full tables and the report are."""
+    tables, prov = load(sweep_dir)
+    lines, gaps = [], {}
+    for name in paper_tables(tables):
+        cells = paired_cells(tables[name])
+        cells = headline(cells) if len(cells) else cells
+        gaps[name] = gap_sentence(cells) if len(cells) else []
+        if lines or not len(cells):  # the first table with a percentage to compare
+            continue
+        lines.append(f"{name}: {cells['panel'].iloc[0]}, published vs ours (Δ = ours − published)")
+        w = max(map(len, cells["row"]))
+        lines += [
+            f"  {r.row:<{w}}  paper {r.published:6.2f}  ours {r.ours:6.2f}  Δ {r.delta}"
+            for r in cells.head(MAX_TERMINAL_ROWS).itertuples()
+        ]
+        more = len(cells) - MAX_TERMINAL_ROWS
+        lines.append(
+            (f"  ... {more} more rows; " if more > 0 else "  (")
+            + f"every row and column: {sweep_dir / name}.md"
+            + ("" if more > 0 else ")")
+        )
+    lines += best_lines(tables["trials"]) + [gap_line(prov, gaps)]
+    lines.append(f"Report: {sweep_dir / 'report.md'} (and report.html, figures in report/)")
+    return "\n".join(lines)
+
+
 def data_sentence(data, datasets: list[str]) -> str:
     if not isinstance(data, dict) or not data:
         return ", ".join(datasets) or "not recorded"
@@ -397,6 +442,14 @@ def data_sentence(data, datasets: list[str]) -> str:
         n = [f"{d[k]:,} {k}" for k in ("train", "val", "test") if isinstance(d.get(k), int)]
         parts.append(f"{name} ({' / '.join(n)} images)" if n else str(name))
     return ", ".join(parts)
+
+
+def split_warnings(data) -> list[str]:
+    """The data info's ``split_warning`` of each dataset split by image from a pool."""
+    if not isinstance(data, dict):
+        return []
+    one = [data] if "sha256" in data else [d for d in data.values() if isinstance(d, dict)]
+    return [d["split_warning"] for d in one if isinstance(d.get("split_warning"), str)]
 
 
 def heatmap_section(doc: Doc, trials: pd.DataFrame, folder: Path, title: str) -> None:

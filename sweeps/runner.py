@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from trainables.datasets import (
     DATA_ROOT_ENV,
     DataError,
     DataSplits,
+    FileGroups,
     list_datasets,
     load_splits,
     resolve_data_root,
@@ -159,6 +161,18 @@ def build_parser(
         help="for pooled datasets: 80/10/10 grouped by case (default) or by image",
     )
     p.add_argument(
+        "--group-pattern",
+        metavar="REGEX",
+        help="with --data: a regular expression whose named group (?P<group>...), searched "
+        "in each file name, gives the image's case/cell, so the split is by case",
+    )
+    p.add_argument(
+        "--groups-csv",
+        metavar="FILE",
+        help="with --data: a CSV with columns file (<class folder>/<name>, or the bare name) "
+        "and group (the image's case/cell), so the split is by case",
+    )
+    p.add_argument(
         "--no-pretrained",
         action="store_true",
         help="train from scratch even where ImageNet weights can be had",
@@ -254,7 +268,38 @@ class Plan:
         return self.storage / STATE_FOLDER / self.run_name
 
 
+def _no_repeats(kind: str, asked) -> None:
+    """A value given twice would run the same cells twice and duplicate rows in every
+    table; refusing it (rather than dropping the copy) keeps the command and the sweep
+    it ran the same thing."""
+    seen, repeated = set(), []
+    for a in asked or ():
+        if a in seen and a not in repeated:
+            repeated.append(a)
+        seen.add(a)
+    if repeated:
+        raise ConfigError(
+            f"--{kind} {','.join(map(str, asked))}: {','.join(map(str, repeated))} given "
+            "more than once; allowed: each value once"
+        )
+
+
+# A run name becomes a folder under the storage and results paths: a plain name only, so
+# it can never point outside them ("../x", "/tmp/x", "a/b").
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"--name {name!r} is not a plain name; allowed: 1-128 letters, digits, '_', '-' "
+            "and '.', starting with a letter or digit, no '..' or path separators"
+        )
+    return name
+
+
 def _subset(kind: str, asked, allowed: tuple) -> tuple:
+    _no_repeats(kind, asked)
     if asked is None:
         return allowed
     bad = [a for a in asked if a not in allowed]
@@ -282,6 +327,7 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         raise ConfigError(
             "--lrs is empty; allowed: comma-separated learning rates, e.g. 0.001,0.01"
         )
+    _no_repeats("lrs", args.lrs)
     lrs = tuple(args.lrs) if args.lrs else (b.lrs or sweep.lrs)
     epochs = b.epochs if args.epochs is None else args.epochs
     cpus = b.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
@@ -315,6 +361,7 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
             f"--data {args.data} and --dataset {args.dataset}: give one; --data trains on "
             "a folder of class folders, --dataset on a registered dataset"
         )
+    file_groups(args)  # checked here, before anything is written; load_one uses it
     if sweep.cells:
         cells, datasets = plan_cells(sweep, b, args, base, models, optimizers)
     else:
@@ -353,6 +400,9 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     gpus = args.gpus_per_trial
     if gpus is not None and not 0 <= gpus < float("inf"):
         raise ConfigError(f"--gpus-per-trial {gpus:g}: allowed: a number >= 0")
+    if args.name is not None:
+        check_run_name(args.name)
+    check_local_cpus(cpus, args.ray_address)
     results_dir = Path(args.results_dir or os.environ.get(RESULTS_ENV) or "results").resolve()
     storage = Path(args.storage_path or os.environ.get(STORAGE_ENV) or "~/ray_results").expanduser()
     plan = Plan(
@@ -415,6 +465,21 @@ def plan_cells(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers)
     return cells, datasets
 
 
+def check_local_cpus(cpus: int, address: str | None) -> None:
+    """A sweep without a cluster address starts a private Ray with this machine's CPUs, so
+    a trial asking for more could never be placed (Tune would wait forever): refuse it
+    before anything starts. On a cluster the execute step checks every node once joined."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    have = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cpus > have:
+        raise ConfigError(
+            f"--cpus-per-trial {cpus}: this machine has {have} CPUs for the private Ray a "
+            f"sweep without --ray-address starts; allowed: 1..{have}, or --ray-address of a "
+            "cluster with a larger node"
+        )
+
+
 def check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -456,6 +521,42 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
         ) from None
 
 
+def file_groups(args: argparse.Namespace) -> FileGroups | None:
+    """--group-pattern / --groups-csv as a FileGroups, checked; None when neither is given
+    (a --data folder is then split by image, which the data info says)."""
+    pattern, csv = args.group_pattern, args.groups_csv
+    if pattern is None and csv is None:
+        return None
+    flag, value = ("--group-pattern", pattern) if csv is None else ("--groups-csv", csv)
+    if not args.data:
+        raise ConfigError(
+            f"{flag} {value}: names the case of each file of a --data folder; allowed: only "
+            "with --data (registered datasets bring their own cases)"
+        )
+    if pattern is not None and csv is not None:
+        raise ConfigError(
+            f"--group-pattern {pattern} and --groups-csv {csv}: give one; allowed: a file-name "
+            "pattern or a CSV of file,group"
+        )
+    if csv is not None:
+        path = Path(csv).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(
+                f"--groups-csv {csv}: no such file; allowed: a CSV with columns file and group"
+            )
+        return FileGroups(csv=path)
+    allowed = r"allowed: a regular expression with a named group (?P<group>...)"
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(
+            f"--group-pattern {pattern!r} does not compile ({exc}); {allowed}"
+        ) from None
+    if "group" not in rx.groupindex:
+        raise ConfigError(f"--group-pattern {pattern!r} has no group named 'group'; {allowed}")
+    return FileGroups(pattern=pattern)
+
+
 def load_data(plan: Plan, args: argparse.Namespace) -> dict[str, DataSplits]:
     """Every dataset the plan uses, decoded once on the driver: {name: splits}."""
     return {name: load_one(plan, args, name) for name in plan.datasets}
@@ -480,6 +581,7 @@ def load_one(plan: Plan, args: argparse.Namespace, name: str) -> DataSplits:
         train_limit=b.train_limit,
         val_limit=b.val_limit,
         test_limit=b.test_limit,
+        groups=file_groups(args),
     )
     batch = max(c["batch_size"] for c in (plan.cells or {"": plan.base_config}).values())
     if batch > len(data.train):
@@ -488,12 +590,31 @@ def load_one(plan: Plan, args: argparse.Namespace, name: str) -> DataSplits:
             f"{name}; allowed <= {len(data.train)}"
         )
     mb = sum(s.images.nbytes for s in (data.train, data.val, data.test)) / 2**20
-    print(
-        f"[data] {name}: {data.info} from {data.source} ({mb:.0f} MiB uint8, "
-        f"{time.perf_counter() - t0:.1f} s)",
-        flush=True,
-    )
+    print(data_summary(data, mb, time.perf_counter() - t0), flush=True)
     return data
+
+
+def data_summary(data: DataSplits, mib: float, seconds: float) -> str:
+    """The ``[data]`` lines: sizes, how it was split, what needed tifffile, and a warning
+    line of its own when images of one case may sit in train and test (the whole info,
+    per-class counts included, goes to provenance)."""
+    i = data.info
+    groups = i.get("groups")
+    split = i.get("split", "?") + (
+        f" ({groups['train']}/{groups['val']}/{groups['test']} cases)" if groups else ""
+    )
+    extra = [f"grouped by {i['grouped_by']}"] if i.get("grouped_by") else []
+    if i.get("read_with_tifffile"):
+        extra.append(f"{i['read_with_tifffile']} TIFFs read with tifffile (Pillow refused them)")
+    lines = [
+        f"[data] {data.name}: {i['train']:,} train / {i['val']:,} val / {i['test']:,} test "
+        f"images, {data.num_classes} classes, split: {split}"
+        + "".join(f"; {e}" for e in extra)
+        + f"; from {data.source} ({mib:.0f} MiB uint8, {seconds:.1f} s)"
+    ]
+    if i.get("split_warning"):
+        lines.append(f"[data] warning: {i['split_warning']}")
+    return "\n".join(lines)
 
 
 def fail(msg: str) -> int:

@@ -124,9 +124,9 @@ def tiny_mnist(tmp: Path, tiny: Path) -> Path:
     return tmp / "data"
 
 
-def image_folder(classes=("a", "b"), empty: bool = False, extra=None):
+def image_folder(classes=("a", "b"), empty: bool = False, extra=None, csv: str | None = None):
     """A ``--data`` tree of PNG class folders; the last class optionally empty or given an
-    ``extra`` (file name, bytes)."""
+    ``extra`` (file name, bytes); ``csv``: the text of ``{tmp}/g.csv``."""
 
     def setup(tmp: Path, tiny: Path) -> Path:
         from PIL import Image
@@ -141,6 +141,8 @@ def image_folder(classes=("a", "b"), empty: bool = False, extra=None):
                 Image.fromarray(img[0]).save(root / name / f"{i}.png")
         if extra:
             (root / classes[-1] / extra[0]).write_bytes(extra[1])
+        if csv is not None:
+            (tmp / "g.csv").write_text(csv)
         return root
 
     return setup
@@ -201,6 +203,20 @@ CASES = [
     Bad("max-failures", ("--max-failures", "-1"), "--max-failures -1", "allowed: an integer >= 0"),
     Bad("max-concurrent", ("--max-concurrent", "0"), "--max-concurrent 0", "allowed: an integer"),
     Bad("search", ("--search", "bogus"), "'bogus'", "choose from", usage=True),
+    # issue 13: each of these once ran, hung, crashed or wrote outside the storage path
+    Bad("models-twice", ("--models", "resnet18,resnet18"), "resnet18 given more", "each value"),
+    Bad("optimizers-twice", ("--optimizers", "sgd,adam,sgd"), "sgd given more", "each value"),
+    Bad("lrs-twice", ("--lrs", "0.01,1e-2"), "0.01 given more than once", "each value once"),
+    Bad("cpus-beyond-machine", ("--cpus-per-trial", "500"), "--cpus-per-trial 500", "allowed: 1.."),
+    Bad(
+        "tracking-ftp",
+        ("--tracking-uri", "ftp://127.0.0.1/x"),
+        "ftp://127.0.0.1/x: scheme 'ftp://' is not supported",
+        "allowed: http(s)://",
+    ),
+    Bad("name-traversal", ("--name", "../../../tmp/escape"), "'../../../tmp/escape'", "plain name"),
+    Bad("name-absolute", ("--name", "/tmp/escape"), "'/tmp/escape'", "no '..' or path"),
+    Bad("name-dots", ("--name", ".."), "--name '..' is not a plain name", "allowed: 1-128"),
     Bad("split", ("--split", "bogus"), "'bogus'", "choose from", usage=True),
     # services and folders
     Bad(
@@ -381,6 +397,54 @@ CASES = [
         "allowed: at least 10 images",
         setup=image_folder(),
     ),
+    Bad(
+        "group-pattern-bad-regex",
+        ("--data", "{data}", "--group-pattern", "(?P<group>[a-z"),
+        "--group-pattern '(?P<group>[a-z' does not compile",
+        "allowed: a regular expression with a named group (?P<group>...)",
+        setup=image_folder(),
+    ),
+    Bad(
+        "group-pattern-no-group",
+        ("--data", "{data}", "--group-pattern", "case([0-9]+)"),
+        "--group-pattern 'case([0-9]+)' has no group named 'group'",
+        "allowed: a regular expression with a named group",
+        setup=image_folder(),
+    ),
+    Bad(
+        "group-pattern-misses-a-file",
+        ("--data", "{data}", "--group-pattern", "(?P<group>case[0-9]+)"),
+        "{data}/a/0.png: --group-pattern '(?P<group>case[0-9]+)' does not match its name",
+        "allowed: a pattern whose (?P<group>...) matches every file name",
+        setup=image_folder(),
+    ),
+    Bad(
+        "group-pattern-without-data",
+        ("--group-pattern", "(?P<group>case[0-9]+)"),
+        "--group-pattern (?P<group>case[0-9]+)",
+        "allowed: only with --data",
+    ),
+    Bad(
+        "group-pattern-and-csv",
+        ("--data", "{data}", "--group-pattern", "(?P<group>x)", "--groups-csv", "{tmp}/g.csv"),
+        "--group-pattern (?P<group>x) and --groups-csv {tmp}/g.csv: give one",
+        "allowed: a file-name pattern or a CSV",
+        setup=image_folder(),
+    ),
+    Bad(
+        "groups-csv-missing",
+        ("--data", "{data}", "--groups-csv", "{tmp}/nope.csv"),
+        "--groups-csv {tmp}/nope.csv: no such file",
+        "allowed: a CSV with columns file and group",
+        setup=image_folder(),
+    ),
+    Bad(
+        "groups-csv-no-group-column",
+        ("--data", "{data}", "--groups-csv", "{tmp}/g.csv"),
+        "--groups-csv {tmp}/g.csv: no column(s) group (header: file, case)",
+        "allowed: a CSV with a header row holding columns file and group",
+        setup=image_folder(csv="file,case\na/0.png,1\n"),
+    ),
 ]
 
 
@@ -482,6 +546,9 @@ def test_bad_input_fails_clearly_before_any_trial(
     assert case.bad.format(**ctx) in lines[0], lines[0]
     assert case.allowed.format(**ctx) in lines[0], lines[0]
     assert_nothing_written(tmp_path, mlflow_server, name)
+    if "--name" in case.args and "escape" in case.args[-1]:  # nothing written where it points
+        assert not (tmp_path / "ray" / case.args[-1]).resolve().exists()
+        assert not (tmp_path / "res" / "mnist_optimizers" / "runs" / case.args[-1]).exists()
 
 
 def test_the_table_is_big_and_distinct():
@@ -502,6 +569,22 @@ def test_gpus_beyond_the_cluster_fail_before_trials(
     assert f"--gpus-per-trial {want:g}: the Ray cluster has {want - 1:g} GPUs" in lines[0]
     assert "allowed:" in lines[0]
     assert_nothing_written(tmp_path, mlflow_server, "bad-gpus")
+
+
+@pytest.mark.slow
+def test_cpus_no_node_has_fail_before_trials(
+    ray_local, mlflow_server, tiny_data_root, tmp_path, capsys, monkeypatch
+):
+    """Joining a cluster (here: the test's 2-CPU Ray, as $RAY_ADDRESS), a trial larger
+    than every node would wait forever in Tune's queue; it fails before any trial."""
+    monkeypatch.setenv("RAY_ADDRESS", ray_local.get_runtime_context().gcs_address)
+    argv = good_args(tiny_data_root, mlflow_server, tmp_path, "bad-cpus")
+    assert main(SWEEP, [*argv, "--cpus-per-trial", "3"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(lines) == 1
+    assert "--cpus-per-trial 3: no node of the Ray cluster has 3 CPUs" in lines[0]
+    assert "(the largest has 2); allowed: 1..2" in lines[0]
+    assert_nothing_written(tmp_path, mlflow_server, "bad-cpus")
 
 
 # ------------------------------------------------------------------------- property tests

@@ -30,7 +30,6 @@ SWEEP = "mnist_optimizers"
 
 pytestmark = [
     pytest.mark.faults,
-    pytest.mark.filterwarnings("ignore:The 'future.infer_string' option is deprecated"),
 ]
 
 # Writes ~64 MB of Parquet (about 0.2 s), long enough to be killed halfway through.

@@ -56,6 +56,21 @@ class RawData:
     source: str
     sha256: str
     classes: tuple[str, ...] | None = None  # set by sources that find their classes
+    info: dict = field(default_factory=dict)  # what the source reports (e.g. read_with_tifffile)
+
+
+@dataclass(frozen=True)
+class FileGroups:
+    """Which case/cell each file of a folder of class folders comes from, so that the pool
+    is split by case: ``pattern``, a regular expression whose named group ``group`` is
+    searched (``re.search``) in each file's name (with suffix, without folder), or ``csv``,
+    a CSV with columns ``file`` (``<class folder>/<name>`` or the bare name) and ``group``."""
+
+    pattern: str | None = None
+    csv: Path | None = None
+
+    def describe(self) -> str:
+        return f"file name ~ {self.pattern}" if self.pattern is not None else f"csv {self.csv}"
 
 
 @dataclass(frozen=True)
@@ -89,8 +104,9 @@ class DatasetSpec:
     mean: tuple[float, ...] | None  # None: computed from the training split
     std: tuple[float, ...] | None
     # (root or None, download, image_size or None) -> RawData; image_size is the side that
-    # variable-size images are padded and resized to once, at decode time
-    load: Callable[[Path | None, bool, int | None], RawData]
+    # variable-size images are padded and resized to once, at decode time. Folder loaders
+    # also take the keyword ``groups`` (a FileGroups), which load_splits passes when given.
+    load: Callable[..., RawData]
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -515,6 +531,7 @@ def load_splits(
     image_size: int | None = None,
     split: str = "grouped",
     split_fractions: tuple[float, float, float] | None = None,
+    groups: FileGroups | None = None,
 ) -> DataSplits:
     """Decode a dataset once and split it; the test split is touched only by final tests.
 
@@ -527,9 +544,12 @@ def load_splits(
     ``split_fractions`` (train, val, test), e.g. ANet-c6's 90/5/5, pools *all* of a
     source's images (its own test split included) and splits that pool; grouped by case
     where the source has groups, stratified by image where it has none (MNIST, CIFAR-10).
+    ``groups`` tells a folder of class folders which case each file is from (see
+    :class:`FileGroups`); a pool without groups is split by image, and ``info`` says so.
     """
     spec = DATASETS.get(name)
-    raw = spec.load(root, download, image_size)
+    kw = {} if groups is None else {"groups": groups}
+    raw = spec.load(root, download, image_size, **kw)
     rng = np.random.default_rng(seed)
     if raw.test is None or split_fractions is not None:
         fractions = split_fractions or (0.8, 0.1, 0.1)
@@ -539,6 +559,15 @@ def load_splits(
         tr, va, te = split_pool(pool, method=method, seed=seed, folds=folds)
         train, val, test = pool.take(tr), pool.take(va), pool.take(te)
         how = {"split": method, "fractions": list(fractions), "pooled": len(pool)}
+        if method == "random" and raw.test is None:
+            how["split_warning"] = (
+                "split by image: images of one case may be in both train and test; "
+                + (
+                    "pass --group-pattern or --groups-csv"
+                    if pool.groups is None
+                    else "drop --split random to split by case"
+                )
+            )
     else:
         val_idx = stratified_pick(raw.train.labels, round(val_fraction * len(raw.train)), rng)
         mask = np.ones(len(raw.train), dtype=bool)
@@ -555,6 +584,7 @@ def load_splits(
     classes = raw.classes or spec.classes
     mean, std = (spec.mean, spec.std) if spec.mean else channel_stats(train.images)
     info = {"train": len(train), "val": len(val), "test": len(test), "split_seed": seed, **how}
+    info |= raw.info
     info["per_class"] = {
         k: np.bincount(s.labels, minlength=len(classes)).tolist()
         for k, s in (("train", train), ("val", val), ("test", test))
