@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sweeps.results import checkout_root, portable, provenance, write_parquet  # noqa: E402
-from trainables.datasets import resolve_data_root  # noqa: E402
 
 OUT = Path(os.environ.get("CNNSWEEP_BENCH_DIR", REPO / "results" / "benchmarks"))
 
@@ -44,7 +43,8 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
 def record(name: str, row: dict, ratio_name: str, ratio: float, target: str) -> Path:
     """Append ``row`` (plus the ratio, target and provenance) to the benchmark's table
     and print the ratio as the last line."""
-    roots = {"$CNNSWEEP_DATA_ROOT": resolve_data_root(row.get("data_root")), ".": checkout_root()}
+    data_root = row.get("data_root") or os.environ.get("CNNSWEEP_DATA_ROOT")
+    roots = {"$CNNSWEEP_DATA_ROOT": data_root, ".": checkout_root()}
     prov = provenance(data_root=roots["$CNNSWEEP_DATA_ROOT"], benchmark=name)
     row = {k: portable(v, roots) if isinstance(v, str) else v for k, v in row.items()}
     flat = {

@@ -53,7 +53,7 @@ from sweeps.resume import (
 )
 from sweeps.runner import METRIC, MODE, Plan, fail
 from sweeps.tracking import MlflowTrialLogger, public_uri, start_parent_run
-from trainables.datasets import DataSplits, resolve_data_root
+from trainables.datasets import DATA_ROOT_ENV, DataSplits
 from trainables.progress import driver_style
 from trainables.trainable import (
     EPOCH_METRICS,
@@ -133,7 +133,7 @@ def run_plan(plan: Plan, args: argparse.Namespace, data: dict[str, DataSplits], 
     b = plan.budget
     client = MlflowClient(uri)
     prov = provenance(
-        data_root=resolve_data_root(args.data_root),
+        data_root=args.data_root or os.environ.get(DATA_ROOT_ENV),
         sweep=plan.sweep.name,
         budget=b.name,
         budget_settings=b.__dict__,

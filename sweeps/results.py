@@ -125,22 +125,29 @@ def checkout_root() -> Path | None:
     return Path(out.stdout.strip()) if out.returncode == 0 else None
 
 
-def portable(value, roots: dict[str, Path | None]):
+def portable(value, roots: dict[str, str | Path | None]):
     """``value`` (a provenance dict) with absolute folders replaced by names that hold on
     any machine: each root's path by its label (``$CNNSWEEP_DATA_ROOT/mnist``), paths in
-    the checkout by their path relative to it (``results``); longest root first."""
+    the checkout by their path relative to it (``results``). A root is matched as given
+    (made absolute) and with its links resolved, since a command line has the one and
+    the data's source the other; longest path first."""
     text = json.dumps(value, default=str)
-    for label, root in sorted(roots.items(), key=lambda kv: -len(str(kv[1] or ""))):
-        if root is None or str(root) in ("", "/"):
+    pairs = {
+        (label, str(form).rstrip("/"))
+        for label, root in roots.items()
+        if root
+        for form in (Path(root).expanduser().absolute(), Path(root).expanduser().resolve())
+    }
+    for label, root in sorted(pairs, key=lambda kv: -len(kv[1])):
+        if not root:
             continue
-        root = str(root).rstrip("/")
         rel = "" if label == "." else f"{label}/"
         text = re.sub(re.escape(root) + r"/", lambda _, r=rel: r, text)
         text = re.sub(re.escape(root) + r'(?=["\s:])', lambda _, lb=label: lb, text)
     return json.loads(text)
 
 
-def provenance(data_root: Path | None = None, **extra) -> dict:
+def provenance(data_root: str | Path | None = None, **extra) -> dict:
     """What a reader needs to trust and rerun a result table; folders named as
     :func:`portable` names them, never as this machine's absolute paths."""
     prov = {
