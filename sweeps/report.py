@@ -431,14 +431,20 @@ def terminal_summary(sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def per_dataset(data, name: str = "?") -> dict[str, dict]:
+    """Provenance's data record as {dataset: info}; a one-dataset sweep's record is flat
+    (its info at the top, named ``name`` when it has no ``name`` of its own)."""
+    if not isinstance(data, dict):
+        return {}
+    one = {data.get("name", name): data} if "sha256" in data else data
+    return {k: d for k, d in one.items() if isinstance(d, dict)}
+
+
 def data_sentence(data, datasets: list[str]) -> str:
     if not isinstance(data, dict) or not data:
         return ", ".join(datasets) or "not recorded"
-    one = {data.get("name", datasets[0] if datasets else "?"): data} if "sha256" in data else data
     parts = []
-    for name, d in one.items():
-        if not isinstance(d, dict):
-            continue
+    for name, d in per_dataset(data, datasets[0] if datasets else "?").items():
         n = [f"{d[k]:,} {k}" for k in ("train", "val", "test") if isinstance(d.get(k), int)]
         parts.append(f"{name} ({' / '.join(n)} images)" if n else str(name))
     return ", ".join(parts)
@@ -446,10 +452,8 @@ def data_sentence(data, datasets: list[str]) -> str:
 
 def split_warnings(data) -> list[str]:
     """The data info's ``split_warning`` of each dataset split by image from a pool."""
-    if not isinstance(data, dict):
-        return []
-    one = [data] if "sha256" in data else [d for d in data.values() if isinstance(d, dict)]
-    return [d["split_warning"] for d in one if isinstance(d.get("split_warning"), str)]
+    infos = per_dataset(data).values()
+    return [d["split_warning"] for d in infos if isinstance(d.get("split_warning"), str)]
 
 
 def heatmap_section(doc: Doc, trials: pd.DataFrame, folder: Path, title: str) -> None:
