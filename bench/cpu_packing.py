@@ -48,7 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import record  # noqa: E402
-from trainables.datasets import DataSplits, load_splits, resolve_data_root  # noqa: E402
+from trainables.data import DataSplits, load_splits, resolve_data_root  # noqa: E402
 
 NAME = "cpu_packing"
 TARGET = "> 1.05 to change the default"

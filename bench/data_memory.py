@@ -59,7 +59,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import ray  # noqa: E402
 
 from bench.common import record  # noqa: E402
-from trainables.datasets import DataSplits, load_splits, resolve_data_root  # noqa: E402
+from trainables.data import DataSplits, load_splits, resolve_data_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MB = 1e6
@@ -73,7 +73,7 @@ class Trial:
     def __init__(self, image_size: int, batch_size: int, eval_batch_size: int) -> None:
         import torch
 
-        import trainables.datasets  # noqa: F401 (unpickling DataSplits imports it)
+        import trainables.data  # noqa: F401 (unpickling DataSplits imports it)
         import trainables.engine  # noqa: F401 (imported before the baseline)
 
         torch.set_num_threads(1)  # a cpus_per_trial=1 trial
@@ -99,7 +99,7 @@ class Trial:
         (zero-copy slices), for the rehearsal."""
         import torch
 
-        from trainables.datasets import ImageSet
+        from trainables.data import ImageSet
         from trainables.engine import as_tensors, make_preprocess
 
         cpu = torch.device("cpu")

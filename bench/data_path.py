@@ -46,7 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.common import median_time, record  # noqa: E402
-from trainables.datasets import load_splits, resolve_data_root  # noqa: E402
+from trainables.data import load_splits, resolve_data_root  # noqa: E402
 from trainables.engine import as_tensors, make_preprocess  # noqa: E402
 from trainables.models import build_model  # noqa: E402
 

@@ -39,7 +39,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench.common import record  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
-from trainables.datasets import load_splits, resolve_data_root  # noqa: E402
+from trainables.data import load_splits, resolve_data_root  # noqa: E402
 from trainables.engine import Run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

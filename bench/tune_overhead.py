@@ -11,7 +11,7 @@ epochs, driven two ways with the same config and data:
   oneDNN kernel creation in epoch 1), and what differs is Ray alone;
 - ``tune``: the real trainable (:func:`trainables.trainable.train_trial`) under a real
   ``Tuner``: one trial with 1 CPU, a checkpoint every epoch, ``num_to_keep=1``, storage in
-  a temporary folder, as ``sweeps/execute.py`` builds it.
+  a temporary folder, as ``sweeps/tuner.py`` builds it.
 
 Why: a sweep is only as fast as its trials; Ray must not cost training throughput (thread
 settings in workers, CPU affinity, the controller's own CPU use). The sides alternate
@@ -49,7 +49,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 from bench.common import record  # noqa: E402
-from trainables.datasets import DataSplits, load_splits, resolve_data_root  # noqa: E402
+from trainables.data import DataSplits, load_splits, resolve_data_root  # noqa: E402
 from trainables.trainable import train_trial  # noqa: E402
 
 NAME = "tune_overhead"

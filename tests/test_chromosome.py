@@ -8,8 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainables.chromosomes import CHROMOSOME_CLASSES, class_names
-from trainables.datasets import DataError, ImageSet, load_splits, pad_resize, split_pool
+from trainables.data import (
+    CHROMOSOME_CLASSES,
+    DataError,
+    ImageSet,
+    class_names,
+    load_splits,
+    pad_resize,
+    split_pool,
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -72,7 +79,7 @@ def gband_tiff_tree(tmp_path_factory, shared_data_root):
     """24 class folders of TIFFs of varying size, made from the real G-band Parquet."""
     import pyarrow.parquet as pq
 
-    from trainables.datasets import decode_png
+    from trainables.data import decode_png
 
     table = pq.read_table(
         shared_data_root / "chromosome_gband_612cells" / "all.parquet", columns=["image", "label"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import write_parquet_dataset
 
-from trainables.datasets import (
+from trainables.data import (
     DataError,
     list_datasets,
     load_splits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from trainables.config import TrialConfig
-from trainables.datasets import load_splits
+from trainables.data import load_splits
 from trainables.engine import Run, load_checkpoint, save_checkpoint
 
 

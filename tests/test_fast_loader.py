@@ -20,7 +20,7 @@ import torch
 from torchvision import datasets, transforms
 
 from trainables.config import TrialConfig
-from trainables.datasets import load_splits, read_parquet_images
+from trainables.data import load_splits, read_parquet_images
 from trainables.engine import Run, as_tensors, make_preprocess
 
 CPU = torch.device("cpu")

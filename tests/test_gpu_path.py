@@ -17,7 +17,7 @@ import torch
 
 import trainables.engine as engine
 from trainables.config import ConfigError, TrialConfig
-from trainables.datasets import load_splits
+from trainables.data import load_splits
 from trainables.engine import (
     Run,
     StagedBatches,

@@ -10,8 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from trainables.chromosomes import load_image_folder
-from trainables.datasets import DataError, FileGroups, load_splits
+from trainables.data import DataError, FileGroups, load_image_folder, load_splits
 
 SIDE = 28
 CLASSES = ("a", "b", "c")

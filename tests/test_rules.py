@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainables.config import ConfigError, TrialConfig
-from trainables.datasets import load_splits
+from trainables.data import load_splits
 from trainables.engine import Run
 from trainables.rules import CheckAndAdjust, EarlyBreak, Level
 

@@ -98,7 +98,16 @@ class TrialConfig:
         return cfg
 
     def check(self) -> None:
-        """Range checks; each error names the key, the value and the allowed range."""
+        """Range checks; each error names the key, the value and the allowed range.
+
+        Checked in a fixed order, so a config with several errors always names the same one.
+        """
+        self._check_optimization()
+        self._check_loop()
+        self._check_rules()
+        self._check_runtime()
+
+    def _check_optimization(self) -> None:
         if self.model not in MODELS:
             _bad("model", self.model, f"one of {', '.join(MODELS.names())}")
         if self.optimizer not in OPTIMIZERS:
@@ -109,6 +118,8 @@ class TrialConfig:
             _bad("momentum", self.momentum, "0 <= momentum < 1")
         if not 0 <= self.weight_decay < math.inf:  # also refuses nan, which compares False
             _bad("weight_decay", self.weight_decay, "a finite number >= 0")
+
+    def _check_loop(self) -> None:
         for key in ("epochs", "batch_size", "num_threads", "eval_batch_size"):
             if getattr(self, key) < 1:
                 _bad(key, getattr(self, key), "an integer >= 1")
@@ -122,6 +133,9 @@ class TrialConfig:
             _bad("early_stop_patience", self.early_stop_patience, "an integer >= 0 (0 = off)")
         if self.augment not in AUGMENTATIONS:
             _bad("augment", self.augment, f"one of {', '.join(AUGMENTATIONS)}")
+
+    def _check_rules(self) -> None:
+        """The train rule, ANet-c6's early break and what the test report asks for."""
         if self.train_rule not in TRAIN_RULES:
             _bad("train_rule", self.train_rule, f"one of {', '.join(TRAIN_RULES)}")
         if self.train_rule == "check_and_adjust" and self.lr_schedule != "constant":
@@ -137,6 +151,8 @@ class TrialConfig:
                 _bad(key, getattr(self, key), "0 <= value < 1")
         if self.report_worst < 0:
             _bad("report_worst", self.report_worst, "an integer >= 0")
+
+    def _check_runtime(self) -> None:
         if not 0 <= self.seed < 2**32:  # numpy's and scikit-learn's seeds raise otherwise
             _bad("seed", self.seed, "an integer 0..4294967295 (2**32 - 1)")
         if self.amp not in AMP:
@@ -162,24 +178,39 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
     ann = str(annotation)
     if value is None and "None" in ann:
         return None
-    if ann.startswith("bool"):
-        if not isinstance(value, bool):
-            _bad(name, value, "true or false")
-        return value
-    if ann.startswith("int"):
-        # 2.0 is an integer; nan and inf are not (int() of them raises, not ConfigError)
-        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not whole:
-            _bad(name, value, "an integer")
-        return int(value)
-    if ann.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _bad(name, value, "a number")
-        if isinstance(value, int) and not -1e308 < value < 1e308:  # float() would overflow
-            _bad(name, value, "a number")
-        return float(value)
-    if ann.startswith("str"):
-        if not isinstance(value, str):
-            _bad(name, value, "a string")
-        return value
+    for prefix, coerce in _COERCIONS:
+        if ann.startswith(prefix):
+            return coerce(name, value)
     return value
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        _bad(name, value, "true or false")
+    return value
+
+
+def _as_int(name: str, value: Any) -> int:
+    # 2.0 is an integer; nan and inf are not (int() of them raises, not ConfigError)
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole:
+        _bad(name, value, "an integer")
+    return int(value)
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _bad(name, value, "a number")
+    if isinstance(value, int) and not -1e308 < value < 1e308:  # float() would overflow
+        _bad(name, value, "a number")
+    return float(value)
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        _bad(name, value, "a string")
+    return value
+
+
+# Tried in this order against the field's annotation string ("bool", "int | None", ...).
+_COERCIONS = (("bool", _as_bool), ("int", _as_int), ("float", _as_float), ("str", _as_str))

@@ -26,7 +26,7 @@ from torch import nn
 
 from trainables.augment import augment_batch
 from trainables.config import TrialConfig
-from trainables.datasets import DataSplits, ImageSet
+from trainables.data import DataSplits, ImageSet
 from trainables.models import build_model, get_spec
 from trainables.rules import CheckAndAdjust, EarlyBreak
 
@@ -242,6 +242,26 @@ def evaluate(
     return res
 
 
+class _PassTotals:
+    """Running sums of one training pass.
+
+    The sums stay on the device (float64: the same additions as Python floats), so a GPU
+    step has no sync point unless a rule needs the batch accuracy at once.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+        self.util: list[float | None] = []  # GPU utilisation samples
+        self.seconds = 0.0  # the pass's wall time, its last kernels included
+
+    def add(self, main_loss: torch.Tensor, right: torch.Tensor, n: int) -> None:
+        self.loss_sum += main_loss.detach().double() * n
+        self.correct += right
+        self.seen += n
+
+
 class Run:
     """One training run: model, optimizer, shuffling RNG and best weights, checkpointable.
 
@@ -255,63 +275,15 @@ class Run:
     def __init__(self, cfg: TrialConfig, data: DataSplits, device: torch.device | None = None):
         self.cfg, self.data = cfg, data
         self.device = device or pick_device()
-        cuda = self.device.type == "cuda"
-        if self.device.type == "cpu":
-            torch.set_num_threads(cfg.num_threads)
-        if cuda:
-            # Input shapes are fixed, so cuDNN may time its algorithms once per shape and
-            # keep the fastest (GPU runs are not bitwise reproducible anyway).
-            torch.backends.cudnn.benchmark = True
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(
-            cfg.model,
-            num_classes=data.num_classes,
-            in_channels=cfg.in_channels,
-            image_size=cfg.image_size,
-            pretrained=cfg.pretrained,
-            weights_path=cfg.weights_path,
-        )
-        # channels_last (NHWC) is the layout tensor-core convolutions run in: on by default
-        # on CUDA, off on the CPU unless the config says so.
-        self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.model.to(self.device, memory_format=fmt)
-        self.forward: Callable = torch.compile(self.model) if cfg.compile else self.model
-        self.amp_dtype = resolve_amp(cfg.amp, self.device)
-        # fp16 needs loss scaling; bf16 has fp32's range and does not. Disabled, the scaler
-        # passes calls straight through (the plain fp32 step).
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype == torch.float16
-        )
-        self.optimizer = build_optimizer(cfg, self.model.parameters())
-        self.aux_weight = get_spec(cfg.model).aux_loss_weight
+        self._configure_device()
+        torch.manual_seed(cfg.seed)  # the model's initial weights draw from it
+        self._build_model()
+        self._build_optimizer()
+        # After the model: placement weighs the data against the GPU memory left beside it.
+        self._place_data()
+        # Shuffling and augmentation draw from generators of their own, so turning
+        # augmentation on does not change the shuffling order; both are checkpointed.
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.prep = make_preprocess(
-            data.mean,
-            data.std,
-            image_size=cfg.image_size,
-            in_channels=cfg.in_channels,
-            channels_last=self.channels_last,
-            device=self.device,
-        )
-        nbytes = sum(s.images.nbytes for s in (data.train, data.val, data.test))
-        self.placement = choose_placement(cfg.data_placement, self.device, nbytes)
-        *self.train_xy, self.train_fetch = self._put(data.train)
-        *self.val_xy, self.val_fetch = self._put(data.val)
-        # GPU metrics per epoch: peak memory always, utilisation where pynvml is installed.
-        self.gpu_util = cuda and gpu_utilization(self.device) is not None
-        self.steps_per_epoch = len(data.train) // cfg.batch_size + (
-            len(data.train) % cfg.batch_size >= 2  # a last batch of one sample is skipped
-        )
-        self.scheduler = (
-            torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch
-            )
-            if cfg.lr_schedule == "onecycle"
-            else None
-        )
-        # Augmentation draws from its own generator, so turning it on does not change
-        # the shuffling order, and its state is checkpointed like the others.
         self.aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.rule = CheckAndAdjust(cfg.lr) if cfg.train_rule == "check_and_adjust" else None
         self.early_break = (
@@ -328,6 +300,73 @@ class Run:
         self.best_epoch = 0
         self.epochs_without_better_loss = 0
         self.best_model: dict[str, torch.Tensor] | None = None
+
+    def _configure_device(self) -> None:
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.cfg.num_threads)
+        if self.device.type == "cuda":
+            # Input shapes are fixed, so cuDNN may time its algorithms once per shape and
+            # keep the fastest (GPU runs are not bitwise reproducible anyway).
+            torch.backends.cudnn.benchmark = True
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        self.model = build_model(
+            cfg.model,
+            num_classes=self.data.num_classes,
+            in_channels=cfg.in_channels,
+            image_size=cfg.image_size,
+            pretrained=cfg.pretrained,
+            weights_path=cfg.weights_path,
+        )
+        # channels_last (NHWC) is the layout tensor-core convolutions run in: on by default
+        # on CUDA, off on the CPU unless the config says so.
+        cuda = self.device.type == "cuda"
+        self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model.to(self.device, memory_format=fmt)
+        self.forward: Callable = torch.compile(self.model) if cfg.compile else self.model
+        self.aux_weight = get_spec(cfg.model).aux_loss_weight
+
+    def _build_optimizer(self) -> None:
+        """Optimizer, loss scaler and (1cycle) learning-rate schedule."""
+        cfg = self.cfg
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        # fp16 needs loss scaling; bf16 has fp32's range and does not. Disabled, the scaler
+        # passes calls straight through (the plain fp32 step).
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.optimizer = build_optimizer(cfg, self.model.parameters())
+        n = len(self.data.train)
+        self.steps_per_epoch = n // cfg.batch_size + (
+            n % cfg.batch_size >= 2  # a last batch of one sample is skipped
+        )
+        self.scheduler = (
+            torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch
+            )
+            if cfg.lr_schedule == "onecycle"
+            else None
+        )
+
+    def _place_data(self) -> None:
+        """The per-batch preprocessing, and the train/val splits where they will be read."""
+        data = self.data
+        self.prep = make_preprocess(
+            data.mean,
+            data.std,
+            image_size=self.cfg.image_size,
+            in_channels=self.cfg.in_channels,
+            channels_last=self.channels_last,
+            device=self.device,
+        )
+        nbytes = sum(s.images.nbytes for s in (data.train, data.val, data.test))
+        self.placement = choose_placement(self.cfg.data_placement, self.device, nbytes)
+        *self.train_xy, self.train_fetch = self._put(data.train)
+        *self.val_xy, self.val_fetch = self._put(data.val)
+        # GPU metrics per epoch: peak memory always, utilisation where pynvml is installed.
+        self.gpu_util = self.device.type == "cuda" and gpu_utilization(self.device) is not None
 
     def _put(self, s: ImageSet) -> tuple[torch.Tensor, torch.Tensor, StagedBatches | None]:
         """A split's (images, labels, stager): all on the device, or (placement "host")
@@ -383,58 +422,68 @@ class Run:
 
         ``progress``: an object with ``update(images)`` and ``close()`` told of every batch
         (``trainables.progress.EpochBar``: a bar for epochs long enough to watch)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        totals = self._train_pass(progress)
+        self.epoch += 1
+        val = self._validate()
+        self._end_epoch(val)
+        return self._epoch_metrics(totals, val)
+
+    def _train_pass(self, progress) -> _PassTotals:
+        """The optimizer steps of one shuffled pass over the training split."""
         x, y = self.train_xy
         bs = self.cfg.batch_size
-        cuda = self.device.type == "cuda"
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
         perm = torch.randperm(len(y), generator=self.gen)
         perm_dev = perm.to(self.device)  # the same tensor on a CPU trial
         self.forward.train()
-        # Sums stay on the device (float64: the same additions as Python floats), so a GPU
-        # step has no sync point unless a rule needs the batch accuracy at once.
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        seen, util = 0, []
+        totals = _PassTotals(self.device)
         t0 = time.perf_counter()
         for i in range(0, len(y), bs):
             idx = perm_dev[i : i + bs]
             if len(idx) < 2:  # batch-norm cannot train on a single sample
                 continue
             fetched = x[idx] if self.train_fetch is None else self.train_fetch(perm[i : i + bs])
-            xb, yb = self.prep(fetched), y[idx]
-            if self.cfg.augment != "none":
-                xb = augment_batch(xb, self.cfg.augment, self.aug_gen)
-            with autocast(self.device, self.amp_dtype):
-                loss, main_loss, logits = classification_loss(
-                    self.forward(xb), yb, self.aux_weight, self.cfg.label_smoothing
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)  # skipped by fp16's scaler if grads overflowed
-            self.scaler.update()
-            self.step += 1
-            if self.scheduler is not None:
-                self.scheduler.step()
-            right = (logits.argmax(1) == yb).sum()
-            loss_sum += main_loss.detach().double() * len(idx)
-            correct += right
-            seen += len(idx)
-            if self.early_break is not None:
-                self.early_break.batch(right.item() / len(idx))  # .item(): a device sync
-            if self.rule is not None and (self.step - 1) % self.cfg.check_every == 0:
-                self._check_and_adjust(right.item() / len(idx))
-            if self.gpu_util and self.step % UTIL_EVERY == 0:
-                util.append(gpu_utilization(self.device))
+            main_loss, right = self._train_step(self.prep(fetched), y[idx])
+            totals.add(main_loss, right, len(idx))
+            self._after_step(right, len(idx), totals.util)
             if progress is not None:
                 progress.update(len(idx))
         if progress is not None:
             progress.close()
-        if cuda:
+        if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # the epoch's time includes its last kernels
-        seconds = time.perf_counter() - t0
-        self.epoch += 1
-        val = self._validate()
+        totals.seconds = time.perf_counter() - t0
+        return totals
+
+    def _train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch; returns (main-head loss, correct predictions)."""
+        if self.cfg.augment != "none":
+            xb = augment_batch(xb, self.cfg.augment, self.aug_gen)
+        with autocast(self.device, self.amp_dtype):
+            loss, main_loss, logits = classification_loss(
+                self.forward(xb), yb, self.aux_weight, self.cfg.label_smoothing
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)  # skipped by fp16's scaler if grads overflowed
+        self.scaler.update()
+        self.step += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return main_loss, (logits.argmax(1) == yb).sum()
+
+    def _after_step(self, right: torch.Tensor, n: int, util: list) -> None:
+        """The per-step rules (early break, check and adjust) and GPU utilisation samples."""
+        if self.early_break is not None:
+            self.early_break.batch(right.item() / n)  # .item(): a device sync
+        if self.rule is not None and (self.step - 1) % self.cfg.check_every == 0:
+            self._check_and_adjust(right.item() / n)
+        if self.gpu_util and self.step % UTIL_EVERY == 0:
+            util.append(gpu_utilization(self.device))
+
+    def _end_epoch(self, val: EvalResult) -> None:
+        """Keep the epoch's weights if they are the best candidate; apply stopping rules."""
         better_loss = val.loss < self.best_val_loss
         self.epochs_without_better_loss = 0 if better_loss else self.epochs_without_better_loss + 1
         # Candidates: every epoch's weights, or (check and adjust) the saved ones plus the
@@ -447,20 +496,23 @@ class Run:
             self.stop_reason = "patience"
         elif self.early_break is not None and self.early_break.epoch_end(val.acc):
             self.stop_reason = "early_break"
+
+    def _epoch_metrics(self, totals: _PassTotals, val: EvalResult) -> dict[str, float]:
+        seen, seconds = totals.seen, totals.seconds
         metrics = {
             "epoch": self.epoch,
-            "train_loss": loss_sum.item() / max(1, seen),
-            "train_acc": correct.item() / max(1, seen),
+            "train_loss": totals.loss_sum.item() / max(1, seen),
+            "train_acc": totals.correct.item() / max(1, seen),
             "val_loss": val.loss,
             "val_acc": val.acc,
             "lr": self.optimizer.param_groups[0]["lr"],
             "images_per_s": seen / seconds if seconds > 0 else 0.0,
             "step": self.step,
         }
-        if cuda:  # GPU trials only: a CPU trial's metrics keep their names and number
+        if self.device.type == "cuda":  # GPU trials only: CPU metrics keep their names
             metrics["gpu_mem_peak_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
             if self.gpu_util:
-                util = [u for u in (*util, gpu_utilization(self.device)) if u is not None]
+                util = [u for u in (*totals.util, gpu_utilization(self.device)) if u is not None]
                 if util:
                     metrics["gpu_util_pct"] = float(np.mean(util))
         return metrics
@@ -523,7 +575,7 @@ class Run:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        if state.get("scaler"):  # absent in checkpoints written before amp existed
+        if state.get("scaler"):  # {} or absent unless fp16: the fresh scaler is the right one
             self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["shuffle_rng"])
         self.aug_gen.set_state(state["augment_rng"])

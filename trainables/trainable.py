@@ -18,38 +18,10 @@ from ray import tune
 
 from trainables import metrics as M
 from trainables.config import TrialConfig
-from trainables.datasets import DataSplits
+from trainables.data import DataSplits
 from trainables.engine import Run, load_checkpoint, save_checkpoint
 from trainables.progress import EpochBar
 
-# Every name a trial reports; the same names are MLflow metric keys and Parquet columns
-# (one name per metric everywhere).
-EPOCH_METRICS = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "lr",
-    "images_per_s",
-    "step",
-    "gpu_mem_peak_mb",  # GPU trials only (engine.Run.train_epoch)
-    "gpu_util_pct",  # GPU trials with pynvml only
-)
-TEST_METRICS = (
-    "test_loss",
-    "test_acc",
-    "test_macro_precision",
-    "test_macro_sensitivity",
-    "test_macro_specificity",
-    "test_macro_f1",
-    "best_epoch",
-    "best_val_acc",
-    "inference_s_per_1000_b1",
-    "inference_s_per_1000_batched",
-)
-# Reported as JSON strings so Tune's flattening keeps each as one value.
-TEST_JSON = ("test_confusion", "test_per_class_acc", "test_worst")
 INFERENCE_BATCH = 32
 
 

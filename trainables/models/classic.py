@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
-from trainables.models import (
+from trainables.models.api import (
     new_linear,
     register_model,
     replace_first_conv,

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from trainables.models import register_model, replace_first_conv, with_pretrained_fallback
+from trainables.models.api import register_model, replace_first_conv, with_pretrained_fallback
 
 
 def _flat_width(features: nn.Module, in_channels: int, image_size: int) -> int:
