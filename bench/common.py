@@ -23,7 +23,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sweeps.results import checkout_root, portable, provenance, write_parquet  # noqa: E402
+from sweeps.provenance import checkout_root, portable, provenance  # noqa: E402
+from sweeps.results import write_parquet  # noqa: E402
 
 OUT = Path(os.environ.get("CNNSWEEP_BENCH_DIR", REPO / "results" / "benchmarks"))
 

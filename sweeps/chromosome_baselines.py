@@ -33,8 +33,11 @@ import pandas as pd
 
 from search_spaces import chromosomenet as space
 from search_spaces import published_notes
-from sweeps.runner import Budget, main, sweep_def
-from trainables.chromosomes import CHROMOSOME_CLASSES
+from sweeps.compare import Comparison, Pair
+from sweeps.runner import main
+from sweeps.sweep import Budget, sweep_def
+from sweeps.trials import best_by_validation
+from trainables.data import CHROMOSOME_CLASSES
 from trainables.metrics import count_gflops, count_params, quartiles
 from trainables.models import build_model
 
@@ -75,98 +78,152 @@ METRICS = {
     "sensitivity": "test_macro_sensitivity",
     "specificity": "test_macro_specificity",
 }
+METRIC_LABELS = {
+    "precision": "macro precision (%)",
+    "accuracy": "accuracy (%)",
+    "f1": "macro F1 (%)",
+    "sensitivity": "macro sensitivity (%)",
+    "specificity": "macro specificity (%)",
+}
 STATS = ("min", "q1", "median", "q3", "iqr", "max")
+NOTES = (
+    *published_notes(space.TABLE2_CSV),
+    "Ours: standard macro definitions; specificity = mean over classes of "
+    "TN/(TN+FP). The paper's formula is TN/(TP+TN), and its macro F1 exceeds both "
+    "macro precision and macro sensitivity for baselines 1-5, which the harmonic "
+    "mean cannot do: compare F1 and specificity with that in mind.",
+    "Per model, the trial with the highest validation accuracy at its selected "
+    "epoch; percentages; delta = ours - published in percentage points.",
+    "Per-class accuracy = correct / images of that class (per-class recall).",
+)
+COMPARISONS = {
+    "table2_metrics": Comparison(
+        ids=("model",),
+        pairs=(
+            *(
+                Pair(f"published_{m}", f"ours_{m}", label, delta=f"delta_{m}_pp")
+                for m, label in METRIC_LABELS.items()
+            ),
+            Pair(
+                "published_inference_s_per_1000",
+                "ours_inference_s_per_1000_b1",
+                "inference (s per 1,000 images)",
+                unit="raw",
+                variant="b1",
+            ),
+        ),
+        notes=NOTES,
+        headline="accuracy (%)",
+    ),
+    "table1_models": Comparison(
+        ids=("model",),
+        pairs=(
+            Pair("published_params_m", "ours_params_m", "parameters (millions)", unit="raw"),
+            Pair(
+                "published_gflops",
+                "ours_gflops_224px",
+                "GFLOPs (multiply-adds)",
+                unit="raw",
+                variant="224px",
+            ),
+        ),
+        notes=NOTES,
+    ),
+    "table3_per_class": Comparison(
+        ids=("model", "class"),
+        pairs=(
+            Pair("published_acc_pct", "ours_acc_pct", "per-class accuracy (%)", delta="delta_pp"),
+        ),
+        notes=NOTES,
+        headline="per-class accuracy (%)",
+    ),
+    "table4_quartiles": Comparison(
+        ids=("model",),
+        pairs=tuple(
+            Pair(
+                f"published_{k}",
+                f"ours_{k}",
+                f"{k} (%)",
+                better="lower" if k == "iqr" else "higher",
+            )
+            for k in STATS
+        ),
+        notes=NOTES,
+        headline="median (%)",
+    ),
+}
 
 
 def pick_per_model(trials: pd.DataFrame) -> pd.DataFrame:
     """Per model, the finished trial validation likes best (never chosen on test)."""
     done = trials[(trials["status"] == "TERMINATED") & trials["test_acc"].notna()]
-    idx = done.groupby("model")["best_val_acc"].idxmax()
     order = {m: i for i, m in enumerate(space.MODELS)}
-    return done.loc[idx].sort_values("model", key=lambda s: s.map(order))
+    return best_by_validation(done, "model").sort_values("model", key=lambda s: s.map(order))
 
 
 def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Paper 004's Tables 1-4 (sizes, test metrics, per-class accuracy, its quartiles),
+    per model its trial that validation likes best beside the paper's numbers."""
     pub2, pub3, pub4 = space.table2(), space.table3(), space.table4()
-    best = pick_per_model(trials)
-    t1, t2, t3, t4 = [], [], [], []
-    for r in best.itertuples():
-        m, size = r.model, int(r.image_size)
-        net = build_model(m, num_classes=len(CHROMOSOME_CLASSES), image_size=size)
-        gf224 = count_gflops(build_model(m, num_classes=24, image_size=224), (1, 3, 224, 224))
-        t1.append(
-            {
-                "model": m,
-                "published_params_m": pub2[m]["params_m"],
-                "ours_params_m": count_params(net) / 1e6,
-                "published_gflops": pub2[m]["gflops"],
-                "ours_gflops_224px": gf224,
-                "ours_gflops_at_input": count_gflops(net, (1, 3, size, size)),
-                "input_px": size,
-            }
-        )
-        row = {
-            "model": m,
-            "trial_id": r.trial_id,
-            "optimizer": r.optimizer,
-            "lr": r.lr,
-            "epochs_run": r.epochs_run,
-            "weights": r.weights_source,
-        }
-        for name, col in METRICS.items():
-            ours = 100 * getattr(r, col)
-            row |= {
-                f"published_{name}": pub2[m][name],
-                f"ours_{name}": ours,
-                f"delta_{name}_pp": ours - pub2[m][name],
-            }
-        row |= {
-            "published_inference_s_per_1000": pub2[m]["inference_s_per_1000"],
-            "ours_inference_s_per_1000_b1": r.inference_s_per_1000_b1,
-            "ours_inference_s_per_1000_batched": r.inference_s_per_1000_batched,
-        }
-        t2.append(row)
+    rows = {name: [] for name in COMPARISONS}
+    for r in pick_per_model(trials).itertuples():
         per_class = 100 * np.array(json.loads(r.test_per_class_acc), dtype=float)
-        for cls, ours in zip(
-            (*CHROMOSOME_CLASSES, "avg"), (*per_class, np.nanmean(per_class)), strict=True
-        ):
-            pub = pub3[m][cls]
-            t3.append(
-                {
-                    "model": m,
-                    "class": cls,
-                    "published_acc_pct": pub,
-                    "ours_acc_pct": ours,
-                    "delta_pp": ours - pub,
-                }
-            )
+        rows["table2_metrics"].append(metrics_row(r, pub2[r.model]))
+        rows["table1_models"].append(models_row(r.model, int(r.image_size), pub2[r.model]))
+        rows["table3_per_class"] += per_class_rows(r.model, per_class, pub3[r.model])
         q = quartiles(per_class)
-        t4.append(
+        rows["table4_quartiles"].append(
             {
-                "model": m,
-                **{f"published_{k}": pub4[m][k] for k in STATS},
+                "model": r.model,
+                **{f"published_{k}": pub4[r.model][k] for k in STATS},
                 **{f"ours_{k}": q[k] for k in STATS},
             }
         )
-    out = {
-        "table2_metrics": pd.DataFrame(t2),
-        "table1_models": pd.DataFrame(t1),
-        "table3_per_class": pd.DataFrame(t3),
-        "table4_quartiles": pd.DataFrame(t4),
+    return {name: COMPARISONS[name].apply(pd.DataFrame(rows[name])) for name in COMPARISONS}
+
+
+def models_row(m: str, size: int, pub: dict) -> dict:
+    """Parameters and GFLOPs: at the paper's 224 px and at the input this sweep used."""
+    net = build_model(m, num_classes=len(CHROMOSOME_CLASSES), image_size=size)
+    gf224 = count_gflops(build_model(m, num_classes=24, image_size=224), (1, 3, 224, 224))
+    return {
+        "model": m,
+        "published_params_m": pub["params_m"],
+        "ours_params_m": count_params(net) / 1e6,
+        "published_gflops": pub["gflops"],
+        "ours_gflops_224px": gf224,
+        "ours_gflops_at_input": count_gflops(net, (1, 3, size, size)),
+        "input_px": size,
     }
-    notes = [
-        *published_notes(space.TABLE2_CSV),
-        "Ours: standard macro definitions; specificity = mean over classes of "
-        "TN/(TN+FP). The paper's formula is TN/(TP+TN), and its macro F1 exceeds both "
-        "macro precision and macro sensitivity for baselines 1-5, which the harmonic "
-        "mean cannot do: compare F1 and specificity with that in mind.",
-        "Per model, the trial with the highest validation accuracy at its selected "
-        "epoch; percentages; delta = ours - published in percentage points.",
-        "Per-class accuracy = correct / images of that class (per-class recall).",
+
+
+def metrics_row(r, pub: dict) -> dict:
+    """The trial's macro test metrics (percent) and inference times beside the paper's."""
+    row = {
+        "model": r.model,
+        "trial_id": r.trial_id,
+        "optimizer": r.optimizer,
+        "lr": r.lr,
+        "epochs_run": r.epochs_run,
+        "weights": r.weights_source,
+    }
+    for name, col in METRICS.items():
+        row |= {f"published_{name}": pub[name], f"ours_{name}": 100 * getattr(r, col)}
+    return row | {
+        "published_inference_s_per_1000": pub["inference_s_per_1000"],
+        "ours_inference_s_per_1000_b1": r.inference_s_per_1000_b1,
+        "ours_inference_s_per_1000_batched": r.inference_s_per_1000_batched,
+    }
+
+
+def per_class_rows(m: str, per_class: np.ndarray, pub: dict) -> list[dict]:
+    """One row per class and one for their mean ('avg'), ours beside the paper's."""
+    classes = (*CHROMOSOME_CLASSES, "avg")
+    values = (*per_class, np.nanmean(per_class))
+    return [
+        {"model": m, "class": cls, "published_acc_pct": pub[cls], "ours_acc_pct": ours}
+        for cls, ours in zip(classes, values, strict=True)
     ]
-    for df in out.values():
-        df.attrs["notes"] = notes
-    return out
 
 
 SWEEP = sweep_def(

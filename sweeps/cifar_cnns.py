@@ -29,7 +29,9 @@ import pandas as pd
 
 from search_spaces import keras_cnns as space
 from search_spaces import published_notes
-from sweeps.runner import Budget, main, sweep_def
+from sweeps.compare import Comparison, Pair
+from sweeps.runner import main
+from sweeps.sweep import Budget, sweep_def
 
 TRANSFER_EPOCHS = {"paper": 200, "cpu": 1, "smoke": 1}
 SIZES = {"mnist": 28, "cifar10": 32}
@@ -76,6 +78,27 @@ def cells(b: Budget) -> dict[str, dict]:
     return dict(sorted(out.items(), key=lambda kv: not kv[1].get("pretrained", False)))
 
 
+ACC = "test accuracy (%)"
+TEST_ACC = Pair("published_test_acc_pct", "ours_test_acc_pct", ACC, delta="delta_pp")
+NOTES = (
+    *published_notes(space.PUBLISHED_CSV),
+    "Percent; delta = ours - published in percentage points. Each row is one trial; "
+    "test accuracy of the weights with the best validation accuracy.",
+)
+TABLE = Comparison(ids=("network",), pairs=(TEST_ACC,), notes=NOTES, headline=ACC)
+WITHOUT_AUG = Pair(
+    "published_without_aug_pct", "ours_without_aug_pct", "test accuracy without augmentation (%)"
+)
+TABLE3 = Comparison(ids=("network",), pairs=(WITHOUT_AUG, TEST_ACC), notes=NOTES, headline=ACC)
+NAMES = {
+    "table1": "table1_scratch",
+    "table2": "table2_transfer",
+    "table3": "table3_augmentation",
+    "mnist": "mnist_simple_cnn",
+}
+COMPARISONS = {name: TABLE3 if name == "table3_augmentation" else TABLE for name in NAMES.values()}
+
+
 def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Tables I-III and the MNIST figure, each row ours beside the report's number."""
     t = trials.set_index("label")
@@ -84,8 +107,6 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
         if label not in t.index:
             continue
         r = t.loc[label]
-        pub = space.published_for(label)
-        ours = 100 * r["test_acc"]
         rows.setdefault(table, []).append(
             {
                 "network": label,
@@ -93,9 +114,8 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "optimizer": r["optimizer"],
                 "lr": r["lr"],
                 "augment": r["augment"],
-                "published_test_acc_pct": pub,
-                "ours_test_acc_pct": ours,
-                "delta_pp": None if pub is None else ours - pub,
+                "published_test_acc_pct": space.published_for(label),
+                "ours_test_acc_pct": 100 * r["test_acc"],
                 "epochs_run": r["epochs_run"],
                 "best_epoch": r["best_epoch"],
                 "stopped_by": r["stopped_by_rule"] or "epochs",
@@ -103,29 +123,16 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "note": space.NOT_TABULATED.get(label, ""),
             }
         )
-    names = {
-        "table1": "table1_scratch",
-        "table2": "table2_transfer",
-        "table3": "table3_augmentation",
-        "mnist": "mnist_simple_cnn",
-    }
-    out = {names[k]: pd.DataFrame(rows[k]) for k in names if k in rows}
-    ours_by_row = {r["network"]: r["ours_test_acc_pct"] for v in rows.values() for r in v}
+    out = {NAMES[k]: pd.DataFrame(rows[k]) for k in NAMES if k in rows}
     if "table3_augmentation" in out:  # the report's "before -> after" columns
+        ours_by_row = {r["network"]: r["ours_test_acc_pct"] for v in rows.values() for r in v}
         t3 = out["table3_augmentation"]
         base = t3["network"].str.replace(r" \+ (flip/rotate )?augmentation$", "", regex=True)
         t3.insert(5, "published_without_aug_pct", [
             space.published_for(n) if n in space.ROWS else None for n in base
         ])  # fmt: skip
         t3.insert(6, "ours_without_aug_pct", [ours_by_row.get(n) for n in base])
-    notes = [
-        *published_notes(space.PUBLISHED_CSV),
-        "Percent; delta = ours - published in percentage points. Each row is one trial; "
-        "test accuracy of the weights with the best validation accuracy.",
-    ]
-    for df in out.values():
-        df.attrs["notes"] = notes
-    return out
+    return {name: COMPARISONS[name].apply(df) for name, df in out.items()}
 
 
 SWEEP = sweep_def(

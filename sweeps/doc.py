@@ -12,10 +12,9 @@ import html
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from sweeps.results import to_markdown
+from sweeps.results import format_cell, to_markdown
 
 CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;font-size:13px;margin:.6em 0 1.2em;display:block;
@@ -109,20 +108,11 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
 
 
-def cell(col: str, v) -> str:
-    """One cell as :func:`sweeps.results.to_markdown` prints it (the HTML and Markdown
-    tables must show the same digits)."""
-    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-        return "—"
-    if isinstance(v, float | np.floating):
-        v = float(v)
-        if col == "lr" or col.endswith("_lr"):
-            return format(v, "g")
-        return format(v, ".3f" if col.endswith("_acc") else ".2f")
-    return str(v)
-
-
 def table_cells(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """A DataFrame's header and cells as text, digits as :func:`to_markdown` prints them."""
     cols = [str(c) for c in df.columns]
-    rows = [[cell(c, v) for c, v in zip(cols, r, strict=True)] for r in df.itertuples(index=False)]
+    rows = [
+        [format_cell(c, v) for c, v in zip(cols, r, strict=True)]
+        for r in df.itertuples(index=False)
+    ]
     return cols, rows

@@ -25,7 +25,11 @@ import pandas as pd
 
 from search_spaces import mnist_table1 as space
 from search_spaces import published_notes
-from sweeps.runner import Budget, main, sweep_def
+from sweeps.compare import Comparison, Pair
+from sweeps.runner import main
+from sweeps.sweep import Budget, sweep_def
+
+ACC = "test accuracy (%)"
 
 BUDGETS = {
     "paper": Budget("paper", "the paper's setup (GPU)", epochs=10, image_size=224, num_samples=30),
@@ -55,6 +59,35 @@ BUDGETS = {
 }
 
 
+TABLE1 = Comparison(
+    ids=("model", "optimizer", "lr", "row"),
+    pairs=(
+        Pair("published_test_acc_pct", "ours_test_acc_pct", ACC, delta="delta_pp"),
+        # the paper's rows that name no optimizer, beside our SGD and our Adam
+        *(
+            Pair(
+                "published_test_acc_pct",
+                f"ours_{o}_test_acc_pct",
+                ACC,
+                delta=f"delta_{o}_pp",
+                variant=o,
+            )
+            for o in ("sgd", "adam")
+        ),
+    ),
+    notes=(
+        *published_notes(space.PUBLISHED_CSV),
+        "Accuracies in percent; delta = ours - published, in percentage points.",
+        "Rows 'paper_no_optimizer' are the paper's baseline rows, which name no optimizer; "
+        "they are shown beside our SGD and our Adam result at the same lr.",
+    ),
+    headline=ACC,
+)
+COMPARISONS = {"table1": TABLE1}
+COLUMNS = ["row", "model", "optimizer", "lr", "published_test_acc_pct", "ours_test_acc_pct"]
+COLUMNS += ["ours_sgd_test_acc_pct", "ours_adam_test_acc_pct", "epochs_run", "stopped_early"]
+
+
 def table1(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Table I: all grid cells with the paper's number where it has one, plus its six rows
     that name no optimizer, each shown beside our SGD and our Adam result at that lr."""
@@ -70,6 +103,22 @@ def table1(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
         pub.dropna(subset=["optimizer"]), how="left", on=["model", "optimizer", "lr"]
     )
     grid.insert(0, "row", "grid")
+    table = pd.concat([grid, baseline_rows(pub, cells)], ignore_index=True)
+    for opt in ("sgd", "adam"):
+        if f"ours_{opt}_test_acc_pct" not in table:
+            table[f"ours_{opt}_test_acc_pct"] = float("nan")
+    rank = {v: i for i, v in enumerate((*space.MODELS, *space.OPTIMIZERS, "(not named)"))}
+    table = table.sort_values(
+        ["row", "model", "optimizer", "lr"],
+        key=lambda s: s.map(rank) if s.name in ("model", "optimizer") else s,
+    ).reset_index(drop=True)
+    table["epochs_run"] = table["epochs_run"].astype("Int64")
+    table["stopped_early"] = table["stopped_early"].astype("boolean")
+    return {"table1": TABLE1.apply(table[COLUMNS])}
+
+
+def baseline_rows(pub: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The paper's rows without an optimizer, with our SGD and our Adam result at that lr."""
     base = pub[pub["optimizer"].isna()].drop(columns="optimizer")
     for opt in ("sgd", "adam"):
         o = cells[cells["optimizer"] == opt][["model", "lr", "ours_test_acc_pct"]]
@@ -80,44 +129,7 @@ def table1(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
         )
     base.insert(0, "row", "paper_no_optimizer")
     base.insert(2, "optimizer", "(not named)")
-    table = pd.concat([grid, base], ignore_index=True)
-    table["delta_pp"] = table["ours_test_acc_pct"] - table["published_test_acc_pct"]
-    for opt in ("sgd", "adam"):
-        col = f"ours_{opt}_test_acc_pct"
-        if col not in table:
-            table[col] = float("nan")
-        table[f"delta_{opt}_pp"] = table[col] - table["published_test_acc_pct"]
-    rank = {v: i for i, v in enumerate((*space.MODELS, *space.OPTIMIZERS, "(not named)"))}
-    table = table.sort_values(
-        ["row", "model", "optimizer", "lr"],
-        key=lambda s: s.map(rank) if s.name in ("model", "optimizer") else s,
-    ).reset_index(drop=True)
-    table["epochs_run"] = table["epochs_run"].astype("Int64")
-    table["stopped_early"] = table["stopped_early"].astype("boolean")
-    table = table[
-        [
-            "row",
-            "model",
-            "optimizer",
-            "lr",
-            "published_test_acc_pct",
-            "ours_test_acc_pct",
-            "delta_pp",
-            "ours_sgd_test_acc_pct",
-            "delta_sgd_pp",
-            "ours_adam_test_acc_pct",
-            "delta_adam_pp",
-            "epochs_run",
-            "stopped_early",
-        ]
-    ]
-    table.attrs["notes"] = [
-        *published_notes(space.PUBLISHED_CSV),
-        "Accuracies in percent; delta = ours - published, in percentage points.",
-        "Rows 'paper_no_optimizer' are the paper's baseline rows, which name no optimizer; "
-        "they are shown beside our SGD and our Adam result at the same lr.",
-    ]
-    return {"table1": table}
+    return base
 
 
 SWEEP = sweep_def(

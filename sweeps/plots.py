@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from trainables.schema import LABELS  # noqa: E402
+
 
 def confusion_matrix_png(conf: np.ndarray, classes: list[str], title: str, path: Path) -> Path:
     """Row-normalised colours, raw counts in the cells; true classes on the rows."""
@@ -217,40 +219,7 @@ def published_vs_ours_png(cells: pd.DataFrame, title: str, path: Path) -> Path:
         layout="constrained",
     )
     for ax, panel in zip(axes.flat, panels, strict=False):
-        c = cells[cells["panel"] == panel].reset_index(drop=True)
-        y = np.arange(len(c))[::-1]
-        ax.hlines(y, c["published"], c["ours"], color="#bbbbbb", lw=2, zorder=1)
-        # ours under published: where the two agree, a blue dot shows inside the grey ring
-        ax.scatter(c["ours"], y, s=40, color=OURS, zorder=2, label="ours")
-        ax.scatter(
-            c["published"],
-            y,
-            s=95,
-            facecolor="none",
-            edgecolor=PUBLISHED,
-            lw=1.6,
-            zorder=3,
-            label="published",
-        )
-        ax.set_yticks(y, c["row"], fontsize=9)
-        ax.set_ylim(-0.7, len(c) - 0.3)
-        ax.set_xlabel(panel, fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-        vals = np.concatenate([c["published"].to_numpy(float), c["ours"].to_numpy(float)])
-        lo, hi = np.nanmin(vals), np.nanmax(vals)
-        pad = 0.05 * (hi - lo or abs(hi) or 1)
-        ax.set_xlim(lo - pad, hi + pad)
-        for yi, text, worse in zip(y, c["delta"], c["worse"], strict=True):
-            ax.annotate(
-                text,
-                (1.0, yi),
-                xycoords=("axes fraction", "data"),
-                xytext=(6, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=8.5,
-                color=PUBLISHED if worse is None else WORSE if worse else BETTER,
-            )
+        _dumbbells(ax, cells[cells["panel"] == panel].reset_index(drop=True), panel)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -259,6 +228,43 @@ def published_vs_ours_png(cells: pd.DataFrame, title: str, path: Path) -> Path:
     )
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
+
+
+def _dumbbells(ax: plt.Axes, c: pd.DataFrame, panel: str) -> None:
+    """One metric's cells: published and ours joined by a line, Δ written to the right."""
+    y = np.arange(len(c))[::-1]
+    ax.hlines(y, c["published"], c["ours"], color="#bbbbbb", lw=2, zorder=1)
+    # ours under published: where the two agree, a blue dot shows inside the grey ring
+    ax.scatter(c["ours"], y, s=40, color=OURS, zorder=2, label="ours")
+    ax.scatter(
+        c["published"],
+        y,
+        s=95,
+        facecolor="none",
+        edgecolor=PUBLISHED,
+        lw=1.6,
+        zorder=3,
+        label="published",
+    )
+    ax.set_yticks(y, c["row"], fontsize=9)
+    ax.set_ylim(-0.7, len(c) - 0.3)
+    ax.set_xlabel(panel, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    vals = np.concatenate([c["published"].to_numpy(float), c["ours"].to_numpy(float)])
+    lo, hi = np.nanmin(vals), np.nanmax(vals)
+    pad = 0.05 * (hi - lo or abs(hi) or 1)
+    ax.set_xlim(lo - pad, hi + pad)
+    for yi, text, worse in zip(y, c["delta"], c["worse"], strict=True):
+        ax.annotate(
+            text,
+            (1.0, yi),
+            xycoords=("axes fraction", "data"),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8.5,
+            color=PUBLISHED if worse is None else WORSE if worse else BETTER,
+        )
 
 
 def delta_heatmap_png(pivot: pd.DataFrame, title: str, path: Path, label: str) -> Path:
@@ -308,7 +314,7 @@ def accuracy_bars_png(
             ax.text(v + 1, yi, f"{v:.1f}", va="center", fontsize=9)
     ax.set_yticks(y, names, fontsize=9)
     ax.set_xlim(0, 108)
-    ax.set_xlabel("test accuracy (%)")
+    ax.set_xlabel(LABELS["test_acc"])
     ax.grid(axis="x", alpha=0.3)
     if len(order) > 1:
         from matplotlib.patches import Patch
@@ -337,7 +343,7 @@ def curves_png(epochs: pd.DataFrame, names: dict[str, str], title: str, path: Pa
         a.plot(e["epoch"], 100 * e["val_acc"], ms=5, label=name, **st)
         b.plot(e["epoch"], e["train_loss"], ms=5, ls="-", **st)
         b.plot(e["epoch"], e["val_loss"], ms=5, ls="--", mfc="white", **st)
-    a.set_ylabel("validation accuracy (%)")
+    a.set_ylabel(LABELS["val_acc"])
     b.set_ylabel("cross-entropy loss")
     b.plot([], [], color="grey", ls="-", label="train")
     b.plot([], [], color="grey", ls="--", label="validation")  # open markers too
@@ -374,6 +380,25 @@ def asha_png(
     kinds = list(dict.fromkeys(["finished", "stopped by ASHA", *sorted(set(outcome.values()))]))
     color = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(kinds)}
     fig, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
+    _trial_curves(ax, epochs, outcome, color)
+    top = ax.get_ylim()[1]
+    _rungs_and_cutoffs(ax, rungs, cutoffs)
+    for k in kinds:
+        if k in outcome.values() or k == "finished" and len(outcome) < epochs["trial_id"].nunique():
+            ax.plot([], [], color=color[k], marker="X" if k == "stopped by ASHA" else "o", label=k)
+    ax.set_ylim(top=max(top, 100 * float(epochs["val_acc"].max()) + 8))
+    ax.set_xlim(0.75, float(epochs["epoch"].max()) + 0.25)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(LABELS["val_acc"])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
+    ax.set_title(title, fontsize=11)
+    return _save(fig, path)
+
+
+def _trial_curves(ax: plt.Axes, epochs: pd.DataFrame, outcome: dict, color: dict) -> None:
+    """Each trial's validation accuracy; an ASHA-stopped trial's last point as an X."""
     for tid, e in epochs.groupby("trial_id", sort=False):
         kind = outcome.get(tid, "finished")
         e = e.sort_values("epoch")
@@ -397,7 +422,10 @@ def asha_png(
                 mew=0.6,
                 ls="none",
             )
-    top = ax.get_ylim()[1]
+
+
+def _rungs_and_cutoffs(ax: plt.Axes, rungs: list[int], cutoffs: pd.DataFrame | None) -> None:
+    """Rung epochs as dotted verticals, cutoffs (fractions) as black dashes at their rung."""
     for r in rungs:
         ax.axvline(r, color="grey", ls=":", lw=1.2)
         ax.annotate(
@@ -420,15 +448,3 @@ def asha_png(
             color="black",
             label="cutoff at a decision",
         )
-    for k in kinds:
-        if k in outcome.values() or k == "finished" and len(outcome) < epochs["trial_id"].nunique():
-            ax.plot([], [], color=color[k], marker="X" if k == "stopped by ASHA" else "o", label=k)
-    ax.set_ylim(top=max(top, 100 * float(epochs["val_acc"].max()) + 8))
-    ax.set_xlim(0.75, float(epochs["epoch"].max()) + 0.25)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
-    ax.set_title(title, fontsize=11)
-    return _save(fig, path)

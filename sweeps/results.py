@@ -1,12 +1,12 @@
-"""Result tables: atomic Parquet + Markdown writing, provenance, and a loader for users.
+"""Result tables: atomic Parquet + Markdown writing, publishing, and a loader for users.
 
 Every table is written to a temporary file in the target folder and renamed into place,
 so a crash mid-write leaves the previous file intact (the next write removes the dead
 writer's temp file). A run writes its whole set into ``runs/<run>/`` and :func:`publish`
 copies it up under a lock, so two runs of one sweep never mix their tables at the top
-level. Provenance (command, budget,
-hardware, date, git commit, package versions, data digest) goes into each Parquet file's
-schema metadata under ``cnnsweep.provenance`` and into ``provenance.json`` beside it.
+level. Each Parquet file carries its provenance (:mod:`sweeps.provenance`) in its schema
+metadata under ``cnnsweep.provenance``, and a paper table its published-vs-ours contract
+(:mod:`sweeps.compare`) under ``cnnsweep.comparison``.
 
     >>> from sweeps.results import load_results
     >>> tables = load_results("mnist_optimizers")
@@ -16,29 +16,25 @@ schema metadata under ``cnnsweep.provenance`` and into ``provenance.json`` besid
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import os
-import platform
-import re
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 PROVENANCE_KEY = b"cnnsweep.provenance"
-GIT_COMMIT_ENV = "CNNSWEEP_GIT_COMMIT"
-CHECKOUT_ENV = "CNNSWEEP_CHECKOUT"
+# df.attrs key of {Parquet metadata key: bytes} that write_parquet stores beside the
+# provenance (sweeps.compare puts a table's contract there)
+METADATA_ATTR = "cnnsweep.metadata"
 PUBLISH_LOCK = ".publish.lock"
 PUBLISHED = ".published.json"
 RUNS = "runs"
@@ -46,119 +42,6 @@ RUNS = "runs"
 # are, so a later write can tell a killed writer's leftover from a live writer's work. The
 # host is part of the name because a PID means nothing on another machine sharing the folder.
 _HOST = "".join(c if c.isascii() and c.isalnum() else "-" for c in socket.gethostname()) or "host"
-PACKAGES = ("torch", "torchvision", "ray", "mlflow", "optuna", "pyarrow", "pandas", "timm", "numpy")
-
-
-def git_commit() -> str:
-    """HEAD of the source tree, or $CNNSWEEP_GIT_COMMIT (a Ray job's working dir has no .git)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
-        if out.returncode == 0:
-            commit = out.stdout.strip()
-            dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=here,
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            return commit + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return os.environ.get(GIT_COMMIT_ENV, "unknown")
-
-
-def hardware() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpus": gpus,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def versions() -> dict:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def redact(text: str) -> str:
-    """Remove credentials from URLs in a command line (``scheme://user:pw@host``)."""
-    return re.sub(r"([a-zA-Z][\w+.-]*://)[^/@\s]+@", r"\1***@", text)
-
-
-def checkout_root() -> Path | None:
-    """The checkout the results belong to: ``$CNNSWEEP_CHECKOUT`` (``make run`` sets it:
-    a Ray job runs from a temporary copy), else the git work tree of this source."""
-    if os.environ.get(CHECKOUT_ENV):
-        return Path(os.environ[CHECKOUT_ENV])
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return Path(out.stdout.strip()) if out.returncode == 0 else None
-
-
-def portable(value, roots: dict[str, str | Path | None]):
-    """``value`` (a provenance dict) with absolute folders replaced by names that hold on
-    any machine: each root's path by its label (``$CNNSWEEP_DATA_ROOT/mnist``), paths in
-    the checkout by their path relative to it (``results``). A root is matched as given
-    (made absolute) and with its links resolved, since a command line has the one and
-    the data's source the other; longest path first."""
-    text = json.dumps(value, default=str)
-    pairs = {
-        (label, str(form).rstrip("/"))
-        for label, root in roots.items()
-        if root
-        for form in (Path(root).expanduser().absolute(), Path(root).expanduser().resolve())
-    }
-    for label, root in sorted(pairs, key=lambda kv: -len(kv[1])):
-        if not root:
-            continue
-        rel = "" if label == "." else f"{label}/"
-        text = re.sub(re.escape(root) + r"/", lambda _, r=rel: r, text)
-        text = re.sub(re.escape(root) + r'(?=["\s:])', lambda _, lb=label: lb, text)
-    return json.loads(text)
-
-
-def provenance(data_root: str | Path | None = None, **extra) -> dict:
-    """What a reader needs to trust and rerun a result table; folders named as
-    :func:`portable` names them, never as this machine's absolute paths."""
-    prov = {
-        "command": redact(" ".join(sys.argv)),
-        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git_commit": git_commit(),
-        "hardware": hardware(),
-        "versions": versions(),
-        **extra,
-    }
-    return portable(prov, {"$CNNSWEEP_DATA_ROOT": data_root, ".": checkout_root()})
 
 
 def _temp_owner(name: str) -> tuple[str, int] | None:
@@ -236,10 +119,26 @@ def _fsync(path: Path | str) -> None:
 
 
 def write_parquet(df: pd.DataFrame, path: Path, prov: dict) -> None:
-    """Write with pyarrow (fastparquet writes list columns pyarrow cannot read), atomically."""
+    """Write with pyarrow (fastparquet writes list columns pyarrow cannot read), atomically;
+    ``prov`` and the entries of ``df.attrs[METADATA_ATTR]`` go into the schema metadata."""
+    extra = df.attrs.get(METADATA_ATTR, {})
+    if extra:  # stored as their own keys, not again inside pandas' attrs record
+        df = df.copy(deep=False)
+        df.attrs = {k: v for k, v in df.attrs.items() if k != METADATA_ATTR}
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[PROVENANCE_KEY] = json.dumps(prov, default=str).encode()
+    meta.update(extra)
+    table = table.replace_schema_metadata(meta)
+    _atomic(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def replace_metadata(path: Path, entries: dict[bytes, bytes]) -> None:
+    """Set ``entries`` in a Parquet file's schema metadata, atomically; its columns, values
+    and other metadata keys stay as they are."""
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata or {})
+    meta.update(entries)
     table = table.replace_schema_metadata(meta)
     _atomic(Path(path), lambda tmp: pq.write_table(table, tmp))
 
@@ -369,16 +268,16 @@ def publish(run_dir: Path, sweep_dir: Path) -> list[Path]:
 
 
 def format_cell(col: str, v, floatfmt: str = ".2f") -> str:
-    """One table cell as text: missing as '—', learning rates with ``g`` (0.001, not
-    0.00), accuracies given as fractions (``*_acc``) with three decimals."""
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+    """One table cell as text, the same in every Markdown and HTML table: missing as '—',
+    learning rates with ``g`` (0.001, not 0.00), accuracies given as fractions
+    (``*_acc``, as the ANet-c6 paper gives them) with three decimals."""
+    if v is None or v is pd.NA or (isinstance(v, float | np.floating) and v != v):
         return "—"
-    if isinstance(v, float):
+    if isinstance(v, float | np.floating):
+        v = float(v)
         if col == "lr" or col.endswith("_lr"):
             return format(v, "g")
-        if col.endswith("_acc"):  # fractions, as the ANet-c6 paper gives them
-            return format(v, ".3f")
-        return format(v, floatfmt)
+        return format(v, ".3f" if col.endswith("_acc") else floatfmt)
     return str(v)
 
 
@@ -442,23 +341,3 @@ def _read_tables(folder: Path, engine: str) -> dict[str, pd.DataFrame]:
     if not files:
         raise FileNotFoundError(f"no Parquet tables in {folder}")
     return {f.stem: read_table(f, engine) for f in files}
-
-
-def load_provenance(path: str | Path) -> dict:
-    """The provenance stored in a result table's Parquet metadata."""
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
-
-
-def provenance_md(prov: dict) -> str:
-    v = prov["versions"]
-    hw = prov["hardware"]
-    return (
-        "## Provenance\n\n"
-        f"- command: `{prov['command']}`\n- budget: `{prov['budget']}`; search: "
-        f"{prov['search']}; ASHA: {prov['asha']}\n"
-        f"- data: {prov['data']}\n- hardware: {hw['cpu']} ({hw['cpu_count']} CPUs), "
-        f"GPUs: {hw['gpus'] or 'none'}\n- date (UTC): {prov['date_utc']}; wall: "
-        f"{prov.get('wall_s')} s\n- git commit: `{prov['git_commit']}`\n"
-        f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n"
-    )

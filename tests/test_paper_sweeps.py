@@ -9,7 +9,8 @@ from mlflow.tracking import MlflowClient
 from test_sweep import sweep_args
 
 from sweeps import anet_generalization, cifar_cnns
-from sweeps.results import load_provenance, load_results, read_table
+from sweeps.provenance import load_provenance
+from sweeps.results import load_results, read_table
 from sweeps.runner import main
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweeps.results import portable
+from sweeps.provenance import portable
 
 
 def test_data_root_and_checkout_are_named_portably(tmp_path):

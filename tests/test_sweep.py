@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces.mnist_table1 import published
 from sweeps.mnist_optimizers import SWEEP
-from sweeps.results import load_provenance, load_results
+from sweeps.provenance import load_provenance
+from sweeps.results import load_results
 from sweeps.runner import main
 
 
