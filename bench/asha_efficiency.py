@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import record  # noqa: E402
 from sweeps.mnist_optimizers import SWEEP  # noqa: E402
 from sweeps.results import load_results  # noqa: E402
-from sweeps.runner import Budget, main  # noqa: E402
+from sweeps.runner import main  # noqa: E402
+from sweeps.sweep import Budget  # noqa: E402
 
 BUDGET = Budget(
     "asha_bench",

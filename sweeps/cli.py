@@ -18,16 +18,20 @@ import importlib
 import json
 import os
 import sys
-import textwrap
 from pathlib import Path
 
+from sweeps.settings import (
+    DEFAULT_RESULTS,
+    DEFAULT_STORAGE,
+    NOT_PAPER_TABLES,
+    RESULTS_ENV,
+    STORAGE_ENV,
+    TRACKING_ENV,
+    results_dir,
+    storage_path,
+)
+
 PACKAGE_DIR = Path(__file__).parent
-# Same names and defaults as sweeps.runner (not imported: it pulls in MLflow, ~10 s).
-RESULTS_ENV = "CNNSWEEP_RESULTS_DIR"
-STORAGE_ENV = "CNNSWEEP_STORAGE_PATH"
-STATE_FOLDER = ".cnnsweep"
-SIDECAR = "cnnsweep.json"
-NOT_PAPER_TABLES = ("trials", "epochs", "asha_decisions")
 
 
 def available_sweeps() -> dict[str, str]:
@@ -53,14 +57,6 @@ def check_sweep(name: str) -> str:
     if name not in names:
         raise SystemExit(f"error: sweep {name!r} is unknown; allowed: {', '.join(names)}")
     return name
-
-
-def results_dir(flag: str | None) -> Path:
-    return Path(flag or os.environ.get(RESULTS_ENV) or "results").expanduser()
-
-
-def storage_path(flag: str | None) -> Path:
-    return Path(flag or os.environ.get(STORAGE_ENV) or "~/ray_results").expanduser()
 
 
 def print_rows(rows: list[dict], fmt: str) -> None:
@@ -123,34 +119,23 @@ def cmd_resume(args) -> int:
 
 def cmd_runs(args) -> int:
     """Runs under the Tune storage path, newest first, with what ``resume`` needs."""
-    from sweeps.resume import driver_alive  # imports Ray's scheduler: not at --help
+    from sweeps import run_record  # imports torch (through ConfigError): not at --help
 
     store = storage_path(args.storage_path)
     rows = []
-    for side in (store / STATE_FOLDER).glob(f"*/{SIDECAR}"):
-        try:
-            meta = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+    for state, meta in run_record.records(store):
         if args.sweep and meta.get("sweep") != args.sweep:
             continue
-        exp = store / side.parent.name
-        status = meta.get("status", "unfinished" if exp.exists() else "no Tune state")
-        if status == "running":
-            alive = driver_alive(meta)
-            if alive is False:  # killed before anything could record it
-                status = "died"
-            elif alive is None and meta.get("driver"):
-                status = f"running on {meta['driver']['host']}"
+        exp = store / state.name
         rows.append(
             {
-                "name": side.parent.name,
+                "name": state.name,
                 "sweep": meta.get("sweep", "?"),
-                "status": status,
+                "status": run_record.status(store, state, meta),
                 "started_utc": meta.get("started_utc", ""),
                 "trials": sum(1 for p in exp.glob("train_trial_*") if p.is_dir()),
                 "mlflow_parent_run": meta.get("mlflow", {}).get("parent_run_id", ""),
-                "_mtime": side.stat().st_mtime,
+                "_mtime": (state / run_record.RECORD).stat().st_mtime,
             }
         )
     rows.sort(key=lambda r: r.pop("_mtime"), reverse=True)
@@ -210,7 +195,7 @@ def cmd_report(args) -> int:
     sweep = check_sweep(args.sweep)
     folder = results_dir(args.results_dir)
     argv = [sweep, "--results-dir", str(folder)]
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = args.tracking_uri or os.environ.get(TRACKING_ENV)
     run_id = args.run_id
     if uri and not run_id:  # the parent run the sweep's provenance names
         prov = folder / sweep / "provenance.json"
@@ -226,53 +211,66 @@ def cmd_report(args) -> int:
 # ------------------------------------------------------------------------------- parser
 
 
+EXAMPLES = """\
+examples:
+  cnnsweep list
+  cnnsweep run mnist_optimizers --budget cpu --data-root ../shared/data
+  cnnsweep run mnist_optimizers --help        # the sweep's own flags
+  ray job submit --working-dir . -- cnnsweep run mnist_optimizers
+  cnnsweep runs mnist_optimizers
+  cnnsweep resume mnist_optimizers --budget cpu   # the original flags
+  cnnsweep show mnist_optimizers table1 --format csv
+  cnnsweep report mnist_optimizers
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    names = available_sweeps()
-    sweep_help = "one of: " + ", ".join(names)
     p = argparse.ArgumentParser(
         prog="cnnsweep",
         description="Run CNN hyperparameter sweeps on Ray Tune (logged to MLflow) and read "
         "their Parquet result tables and reports.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=textwrap.dedent(
-            """\
-            examples:
-              cnnsweep list
-              cnnsweep run mnist_optimizers --budget cpu --data-root ../shared/data
-              cnnsweep run mnist_optimizers --help        # the sweep's own flags
-              ray job submit --working-dir . -- cnnsweep run mnist_optimizers
-              cnnsweep runs mnist_optimizers
-              cnnsweep resume mnist_optimizers --budget cpu   # the original flags
-              cnnsweep show mnist_optimizers table1 --format csv
-              cnnsweep report mnist_optimizers
-            """
-        ),
+        epilog=EXAMPLES,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sweep_help = "one of: " + ", ".join(available_sweeps())
+    add_list_parser(sub)
+    add_run_parsers(sub, sweep_help)
+    add_runs_parser(sub)
+    add_show_parser(sub, sweep_help)
+    add_report_parser(sub, sweep_help)
+    return p
 
-    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=func.__doc__)
-        sp.set_defaults(func=func)
-        return sp
 
-    def results_flag(sp):
-        sp.add_argument(
-            "--results-dir",
-            help=f"where result tables live (default ${RESULTS_ENV}, else ./results)",
-        )
+def _add(sub, name: str, func, help_: str) -> argparse.ArgumentParser:
+    sp = sub.add_parser(name, help=help_, description=func.__doc__)
+    sp.set_defaults(func=func)
+    return sp
 
-    def format_flag(sp, choices=("table", "json")):
-        sp.add_argument("--format", choices=choices, default=choices[0], help="output format")
 
-    sp = add("list", cmd_list, "list the sweeps and what each has published")
-    results_flag(sp)
-    format_flag(sp)
+def _results_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--results-dir",
+        help=f"where result tables live (default ${RESULTS_ENV}, else ./{DEFAULT_RESULTS})",
+    )
 
+
+def _format_flag(sp: argparse.ArgumentParser, choices=("table", "json")) -> None:
+    sp.add_argument("--format", choices=choices, default=choices[0], help="output format")
+
+
+def add_list_parser(sub) -> None:
+    sp = _add(sub, "list", cmd_list, "list the sweeps and what each has published")
+    _results_flag(sp)
+    _format_flag(sp)
+
+
+def add_run_parsers(sub, sweep_help: str) -> None:
     for name, func, what in (
         ("run", cmd_run, "run a sweep (flags after its name are the sweep's: see --help)"),
         ("resume", cmd_resume, "continue a sweep whose driver died (the original flags)"),
     ):
-        sp = add(name, func, what)
+        sp = _add(sub, name, func, what)
         sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
         sp.add_argument(
             "flags",
@@ -282,15 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
             f"`cnnsweep {name} SWEEP --help` lists them",
         )
 
-    sp = add("runs", cmd_runs, "list runs under the Tune storage path (for resume)")
+
+def add_runs_parser(sub) -> None:
+    sp = _add(sub, "runs", cmd_runs, "list runs under the Tune storage path (for resume)")
     sp.add_argument("sweep", nargs="?", metavar="SWEEP", help="only this sweep's runs")
     sp.add_argument(
         "--storage-path",
-        help=f"Tune storage (default ${STORAGE_ENV}, else ~/ray_results)",
+        help=f"Tune storage (default ${STORAGE_ENV}, else {DEFAULT_STORAGE})",
     )
-    format_flag(sp)
+    _format_flag(sp)
 
-    sp = add("show", cmd_show, "print a result table")
+
+def add_show_parser(sub, sweep_help: str) -> None:
+    sp = _add(sub, "show", cmd_show, "print a result table")
     sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
     sp.add_argument(
         "table",
@@ -298,27 +300,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="table name (file stem: table1, trials, epochs, asha_decisions, ...); "
         "default the first paper table",
     )
-    results_flag(sp)
+    _results_flag(sp)
     sp.add_argument(
         "--run", help="read this run's own folder (runs/<name>/), not the published set"
     )
     sp.add_argument(
         "--columns", type=lambda s: [c for c in s.split(",") if c], help="comma-separated subset"
     )
-    format_flag(sp, ("markdown", "csv", "json"))
+    _format_flag(sp, ("markdown", "csv", "json"))
 
-    sp = add("report", cmd_report, "render report.md + report.html from the tables")
+
+def add_report_parser(sub, sweep_help: str) -> None:
+    sp = _add(sub, "report", cmd_report, "render report.md + report.html from the tables")
     sp.add_argument("sweep", metavar="SWEEP", help=sweep_help)
-    results_flag(sp)
+    _results_flag(sp)
     sp.add_argument(
         "--tracking-uri",
-        help="also log the report to the sweep's parent MLflow run on this server "
-        "(default: $MLFLOW_TRACKING_URI if set, else not logged)",
+        help=f"also log the report to the sweep's parent MLflow run on this server "
+        f"(default: ${TRACKING_ENV} if set, else not logged)",
     )
     sp.add_argument(
         "--run-id", help="the MLflow run to log to (default: the parent run in provenance.json)"
     )
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from sweeps.cluster import ensure_token, stop, terminate_all  # noqa: F401 (tests import these)
+from sweeps.settings import apply_environment
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# what a sweep's main sets before Ray is imported; the tests import Ray themselves first
+apply_environment([])
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,7 +163,7 @@ def write_parquet_dataset(folder: Path, splits: dict[str, tuple[np.ndarray, np.n
 def tiny_data_root(tmp_path_factory):
     """10-class MNIST- and CIFAR-shaped datasets (400 train, 100 test each) as real
     PNG-in-Parquet files."""
-    from trainables.datasets import make_synthetic
+    from trainables.data import make_synthetic
 
     root = tmp_path_factory.mktemp("data")
     train, test = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sweeps.resume import ResumableASHA
+from sweeps.asha import ResumableASHA
 
 
 def scheduler(path) -> ResumableASHA:

@@ -32,8 +32,10 @@ from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
 from sweeps import chromosome_baselines, cifar_cnns, mnist_optimizers
+from sweeps.flags import build_parser
 from sweeps.mnist_optimizers import SWEEP
-from sweeps.runner import build_parser, main, make_plan
+from sweeps.plan import make_plan
+from sweeps.runner import main
 from trainables.augment import AUGMENTATIONS
 from trainables.config import (
     LR_SCHEDULES,
@@ -43,7 +45,7 @@ from trainables.config import (
     ConfigError,
     TrialConfig,
 )
-from trainables.datasets import make_synthetic
+from trainables.data import make_synthetic
 from trainables.models import list_models
 
 SMOKE_BATCH = mnist_optimizers.BUDGETS["smoke"].batch_size  # 32
@@ -521,9 +523,9 @@ def test_bad_input_fails_clearly_before_any_trial(
         monkeypatch.delenv(var, raising=False)
 
     def tripwire(*args, **kw):
-        raise AssertionError(f"{case.id}: bad input reached run_plan (Ray and trials)")
+        raise AssertionError(f"{case.id}: bad input reached run_sweep (Ray and trials)")
 
-    monkeypatch.setattr("sweeps.execute.run_plan", tripwire)
+    monkeypatch.setattr("sweeps.orchestrate.run_sweep", tripwire)
     ctx = {"tmp": tmp_path, "port": free_port(), **web_servers}
     ctx["data"] = case.setup(tmp_path, tiny_data_root) if case.setup else tmp_path / "data"
     for var, value in case.env:
@@ -699,14 +701,14 @@ def test_fuzzed_flags_plan_or_fail_with_config_error(module, flags):
     except ConfigError:
         return
     epochs = plan.base_config["epochs"]
-    assert 1 <= plan.grace_period <= epochs and 2 <= plan.reduction_factor < math.inf
-    assert plan.num_samples >= 1 and plan.base_config["num_threads"] >= 1
+    assert 1 <= plan.tune.grace_period <= epochs and 2 <= plan.tune.reduction_factor < math.inf
+    assert plan.tune.num_samples >= 1 and plan.base_config["num_threads"] >= 1
     assert args.max_failures >= 0 and (args.max_concurrent is None or args.max_concurrent >= 1)
     assert args.gpus_per_trial is None or 0 <= args.gpus_per_trial < math.inf
     if plan.cells is not None:
         for cell in plan.cells.values():
             assert_valid(TrialConfig.from_dict(cell))
-    elif plan.search == "grid":
+    elif plan.tune.search == "grid":
         for model in plan.models:
             for opt in plan.optimizers:
                 for lr in plan.lrs:

@@ -182,7 +182,7 @@ def test_runs_of_a_dead_driver_are_closed_and_shown_as_died(mlflow_server, tmp_p
     a live driver, a reused pid and another host's run are told apart."""
     from mlflow.tracking import MlflowClient
 
-    from sweeps.resume import close_dead_runs, driver_record
+    from sweeps.run_record import close_dead_runs, driver_record
 
     client = MlflowClient(mlflow_server)
     exp = client.create_experiment(f"dead-{tmp_path.name}")

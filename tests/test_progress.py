@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from trainables.config import TrialConfig
-from trainables.datasets import load_splits
+from trainables.data import load_splits
 from trainables.engine import Run
 from trainables.progress import (
     AFTER_ENV,
@@ -99,10 +99,10 @@ def test_the_progress_table_is_printed_whatever_an_earlier_sweep_left_behind():
 
     from ray.tune.utils.log import Verbosity, set_verbosity
 
-    from sweeps.execute import progress_reporter
+    from sweeps.tuner import progress_reporter
 
     set_verbosity(Verbosity.V1_EXPERIMENT)  # what any earlier tune.run(verbose=1) leaves
-    reporter = progress_reporter(SimpleNamespace(cells=None, search="grid"))
+    reporter = progress_reporter(SimpleNamespace(cells=None, tune=SimpleNamespace(search="grid")))
     assert reporter._print_intermediate_tables
     assert list(reporter._metric_columns) == [
         "epoch",
@@ -112,7 +112,9 @@ def test_the_progress_table_is_printed_whatever_an_earlier_sweep_left_behind():
         "images_per_s",
     ]
     assert list(reporter._parameter_columns) == ["model", "optimizer", "lr"]
-    cells = progress_reporter(SimpleNamespace(cells={"a": {}}, search="optuna"))
+    cells = progress_reporter(
+        SimpleNamespace(cells={"a": {}}, tune=SimpleNamespace(search="optuna"))
+    )
     assert list(cells._parameter_columns) == ["label", "lr"]
 
 

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.mnist_optimizers import SWEEP
 from sweeps.runner import main
-from sweeps.tracking import resolve_tracking_uri
+from sweeps.tracking_uri import resolve_tracking_uri
 from trainables.engine import CHECKPOINT_FILE, load_checkpoint
 from trainables.models import build_model, load_matching_weights
 

@@ -1,0 +1,127 @@
+"""The Tuner of a sweep: its search space, ASHA, the progress table, and the restore of a
+killed sweep. Everything Ray Tune is told is in :func:`build_tuner`, on one screen."""
+
+from __future__ import annotations
+
+import os
+
+from optuna.samplers import TPESampler
+from ray import tune
+from ray.tune import CLIReporter
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+import search_spaces
+from sweeps.asha import STATE_FILE, ResumableASHA
+from sweeps.plan import Plan
+from sweeps.ray_cluster import Cluster
+from sweeps.tracking import MlflowTrialLogger
+from trainables.progress import driver_style
+from trainables.schema import METRIC, MODE, PROGRESS_COLUMNS
+from trainables.trainable import train_trial
+
+
+def build_tuner(
+    plan: Plan, cluster: Cluster, data: dict, logger: MlflowTrialLogger
+) -> tuple[tune.Tuner, TrialScheduler]:
+    """A new Tuner for the plan, or the restored one of the run --resume continues."""
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data, cells=plan.cells, progress=driver_style()),
+        {"cpu": cluster.cpus_per_trial, "gpu": cluster.gpus_per_trial},
+    )
+    scheduler = make_scheduler(plan)
+    # Tune's newer console output picks the first four reported metrics and ignores a
+    # reporter: turned off for the progress table (see progress_reporter)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    if plan.resume:
+        return restore_tuner(plan, trainable, logger, scheduler), scheduler
+    space, search_alg, num_samples = search_space(plan)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=MODE,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            num_samples=num_samples,
+            max_concurrent_trials=plan.resources.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.run_name,
+            storage_path=str(plan.storage),
+            callbacks=[logger],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=plan.tune.max_failures),
+            progress_reporter=progress_reporter(plan),
+            verbose=1,
+        ),
+    )
+    return tuner, scheduler
+
+
+def search_space(plan: Plan) -> tuple[dict, OptunaSearch | None, int]:
+    """(param_space, search algorithm, num_samples): every grid cell once, or Optuna's
+    TPE over the same categories and the paper's lr range."""
+    t = plan.tune
+    optuna = OptunaSearch(sampler=TPESampler(seed=t.seed)) if t.search == "optuna" else None
+    if plan.cells is not None:  # table rows: Tune sees the row label (and Optuna's lr)
+        labels = list(plan.cells)
+        if t.search == "grid":
+            return {"label": tune.grid_search(labels)}, None, 1
+        space = {"label": tune.choice(labels), "lr": tune.loguniform(*plan.sweep.lr_range)}
+        return space, optuna, t.num_samples
+    if t.search == "grid":
+        grid = search_spaces.grid(plan.models, plan.optimizers, plan.lrs)
+        return {**plan.base_config, **grid}, None, 1
+    space = search_spaces.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
+    return {**plan.base_config, **space}, optuna, t.num_samples
+
+
+def make_scheduler(plan: Plan) -> TrialScheduler:
+    if not plan.tune.asha:
+        return FIFOScheduler()
+    return ResumableASHA(
+        plan.state_dir / STATE_FILE,
+        time_attr="epoch",
+        max_t=plan.max_epochs,
+        grace_period=plan.tune.grace_period,
+        reduction_factor=plan.tune.reduction_factor,
+    )
+
+
+def progress_reporter(plan: Plan) -> CLIReporter:
+    """Tune's table with the columns a person watches: the cell (model/optimizer/lr, or
+    the paper's row label), the epoch, losses, validation accuracy and speed, best first."""
+    if plan.cells is not None:
+        params = {"label": "row", **({"lr": "lr"} if plan.tune.search == "optuna" else {})}
+    else:
+        params = {"model": "model", "optimizer": "optimizer", "lr": "lr"}
+    return CLIReporter(
+        parameter_columns=params,
+        metric_columns=PROGRESS_COLUMNS,
+        sort_by_metric=True,  # by TuneConfig's metric and mode
+        # explicit: the default reads Tune's global verbosity when the reporter is built,
+        # which an earlier sweep in the same process has lowered (then no table at all)
+        print_intermediate_tables=True,
+        max_progress_rows=40,
+        max_report_frequency=30,
+    )
+
+
+def restore_tuner(plan: Plan, trainable, logger: MlflowTrialLogger, scheduler) -> tune.Tuner:
+    """Tune's restore of a killed sweep, with this driver's MLflow logger and scheduler.
+
+    ``Tuner.restore`` unpickles the callbacks and scheduler of the original driver; Ray
+    2.60 has no public way to pass new ones, so they are swapped in before ``fit``: the
+    logger then gets the saved logging state (run ids, queued calls) through
+    ``set_state`` and the scheduler reads its rungs from ``asha_state.json``.
+    """
+    tuner = tune.Tuner.restore(
+        str(plan.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
+    )
+    internal = tuner._local_tuner
+    internal._run_config.callbacks = [logger]
+    internal._run_config.progress_reporter = progress_reporter(plan)
+    internal._tune_config.scheduler = scheduler
+    return tuner
