@@ -135,4 +135,4 @@ test-fast: install
 	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
