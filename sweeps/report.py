@@ -119,7 +119,7 @@ def normalised_trials(trials: pd.DataFrame, prov: dict) -> pd.DataFrame:
     t["dataset"] = t["dataset"].fillna("").astype(str)
     if "max_epochs" not in t:
         t["max_epochs"] = int(t["epochs_run"].max())
-    if "stopped_by_rule" not in t:  # before training rules, patience was the only one
+    if "stopped_by_rule" not in t:  # such tables record one rule only: patience
         stopped = t.get("stopped_by_patience", pd.Series(False, index=t.index)).fillna(False)
         t["stopped_by_rule"] = np.where(stopped.astype(bool), "patience", None)
     for col, default in (("stopped_early", False), ("status", "TERMINATED")):

@@ -298,7 +298,7 @@ def _grid_heatmaps(doc: Doc, t: pd.DataFrame, datasets: list[str], folder: Path,
             figs.append((f"heatmap_test_acc{suffix}.png", ds, dict(rows=rows)))
             continue
         path = folder / f"test_acc_bars{suffix}.png"
-        names = [f"{r.model} / {r.optimizer} / lr {r.lr:g}" for r in g.itertuples()]
+        names = [display_name(r) for _, r in g.iterrows()]
         plots.accuracy_bars_png(
             names,
             list(g["test_acc_pct"]),

@@ -22,6 +22,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
 from sweeps.tracking_uri import public_uri
+from sweeps.trials import run_name
 from trainables.schema import EPOCH_METRICS, TEST_METRICS
 from trainables.trainable import resolve_config
 
@@ -35,15 +36,6 @@ def start_parent_run(
     run = client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return exp_id, run.info.run_id
-
-
-def trial_run_name(config: dict) -> str:
-    """Grid trials by their cell (``resnet18-adam-lr0.001``); table-row trials by the
-    row's label, which is unique where model/optimizer/lr are not (``VGG blocks + Dropout
-    + augmentation``)."""
-    if config.get("label"):
-        return config["label"]
-    return f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
 
 
 class MlflowTrialLogger(tune.Callback):
@@ -267,7 +259,7 @@ class MlflowTrialLogger(tune.Callback):
             tags["table_row"] = config["label"]
         params = [[k, str(v)[:6000]] for k, v in sorted(config.items())]
         self.created.add(tid)
-        self.submit("create", trial=tid, name=trial_run_name(config), tags=tags, params=params)
+        self.submit("create", trial=tid, name=run_name(config), tags=tags, params=params)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_for(trial)

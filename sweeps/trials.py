@@ -18,6 +18,15 @@ def display_name(r) -> str:
     return r["label"] or f"{r['model']} / {r['optimizer']} / lr {r['lr']:g}"
 
 
+def run_name(config: dict) -> str:
+    """A trial's MLflow run name: a grid cell as ``resnet18-adam-lr0.001`` (no spaces or
+    slashes, so it reads as one token in the runs list and in URLs' search); a table row
+    by its label, which is unique where model/optimizer/lr are not."""
+    if config.get("label"):
+        return config["label"]
+    return f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
+
+
 def best_by_validation(trials: pd.DataFrame, by: str | list[str] | None = None):
     """The trial validation picks (highest ``best_val_acc``; the first one on a tie), or
     one such trial per group of ``by`` as a DataFrame. Test accuracy never chooses: it
