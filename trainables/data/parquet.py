@@ -140,18 +140,24 @@ def _stack_images(images: list[np.ndarray], paths: list[Path], size: int | None)
     return np.ascontiguousarray(np.stack(images))
 
 
+def verified_folder(root: Path | None, folder_name: str, hint: str = "") -> tuple[Path, dict, str]:
+    """``<root>/<folder_name>``, its manifest, and the sha256 over its verified files."""
+    if root is None:
+        raise DataError(
+            f"no data root: pass --data-root or set ${DATA_ROOT_ENV} to a folder holding "
+            f"{folder_name}/MANIFEST.json{hint}"
+        )
+    folder = root / folder_name
+    manifest = read_manifest(folder)
+    return folder, manifest, verify_files(folder, manifest)
+
+
 def parquet_loader(folder_name: str, num_classes: int):
     """A loader for the ``<root>/<folder_name>`` Parquet layout with train*/test* files."""
 
     def load(root: Path | None, download: bool, image_size: int | None = None) -> RawData:
-        if root is None:
-            raise DataError(
-                f"no data root: pass --data-root or set ${DATA_ROOT_ENV} to a folder holding "
-                f"{folder_name}/MANIFEST.json (or pass --download to use torchvision's copy)"
-            )
-        folder = root / folder_name
-        manifest = read_manifest(folder)
-        digest = verify_files(folder, manifest)
+        hint = " (or pass --download to use torchvision's copy)"
+        folder, manifest, digest = verified_folder(root, folder_name, hint)
         files = sorted(e["file"] for e in manifest["files"])
         train = [folder / f for f in files if f.startswith("train")]
         test = [folder / f for f in files if f.startswith("test")]
@@ -183,14 +189,7 @@ def parquet_pool(folder_name: str, group_column: str):
     """Loader for a chromosome Parquet folder: every file pooled, grouped by ``group_column``."""
 
     def load(root: Path | None, download: bool, image_size: int | None = None) -> RawData:
-        if root is None:
-            raise DataError(
-                f"no data root: pass --data-root or set ${DATA_ROOT_ENV} to a "
-                f"folder holding {folder_name}/MANIFEST.json"
-            )
-        folder = root / folder_name
-        manifest = read_manifest(folder)
-        digest = verify_files(folder, manifest)
+        folder, manifest, digest = verified_folder(root, folder_name)
         files = [folder / e["file"] for e in sorted(manifest["files"], key=lambda e: e["file"])]
         pool = read_parquet_images(
             files,
