@@ -224,7 +224,13 @@ def choose_data(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers
         base["dataset"] = datasets[0]
     folder = Path(args.data).expanduser().resolve() if args.data else None
     source = DataSource(
-        datasets, folder, args.data_root, args.split, args.download, groups, args.seed
+        datasets=datasets,
+        folder=folder,
+        root_flag=args.data_root,
+        split=args.split,
+        download=args.download,
+        groups=groups,
+        seed=args.seed,
     )
     return source, cells
 
@@ -278,7 +284,12 @@ def choose_resources(args, cpus: int) -> Resources:
     gpus = args.gpus_per_trial
     if gpus is not None and not 0 <= gpus < float("inf"):
         raise ConfigError(f"--gpus-per-trial {gpus:g}: allowed: a number >= 0")
-    return Resources(cpus, gpus, args.max_concurrent, args.ray_address)
+    return Resources(
+        cpus_per_trial=cpus,
+        gpus_per_trial=gpus,
+        max_concurrent=args.max_concurrent,
+        ray_address=args.ray_address,
+    )
 
 
 def with_run(plan: Plan, name: str | None, resume: bool) -> Plan:
