@@ -44,7 +44,8 @@ class TrialConfig:
     channels_last: bool | None = None
     eval_batch_size: int = 256
     pretrained: bool = False
-    weights_path: str | None = None
+    weights_path: str | None = None  # a state_dict loaded on top (tensors that fit)
+    weights_dir: str | None = None  # searched first for ImageNet weights (models.weights)
     label_smoothing: float = 0.0  # ChromosomeNet: 0.1
     lr_schedule: str = "constant"  # "onecycle": Smith's 1cycle, peak = lr, stepped per batch
     early_stop_patience: int = 0  # stop after this many epochs without a lower val_loss; 0 = off

@@ -318,6 +318,7 @@ class Run:
             image_size=cfg.image_size,
             pretrained=cfg.pretrained,
             weights_path=cfg.weights_path,
+            weights_dir=cfg.weights_dir,
         )
         # channels_last (NHWC) is the layout tensor-core convolutions run in: on by default
         # on CUDA, off on the CPU unless the config says so.

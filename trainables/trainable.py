@@ -43,6 +43,7 @@ def test_metrics(run: Run) -> dict:
     out["test_confusion"] = json.dumps(res.confusion.tolist())
     out["test_per_class_acc"] = json.dumps([None if v != v else float(v) for v in per_class])
     out["weights_source"] = getattr(run.model, "weights_source", "scratch")
+    out["weights_sha256"] = getattr(run.model, "weights_sha256", None) or ""
     if res.pred is not None:
         out["test_worst"] = json.dumps(worst_predictions(run, res))
     if run.cfg.measure_inference:

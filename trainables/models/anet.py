@@ -37,7 +37,7 @@ from trainables.models.api import (
 )
 
 
-@register_model(paper_input_size=227, min_input_size=63)
+@register_model(paper_input_size=227, min_input_size=63, imagenet="alexnet")
 def alexnet(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool) -> nn.Module:
     model = with_pretrained_fallback(
         lambda w: tvm.alexnet(weights=tvm.AlexNet_Weights.DEFAULT if w else None),

@@ -7,6 +7,7 @@ family, so nothing imports in a circle.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from trainables.models import weights
 from trainables.registry import Registry
 
 
@@ -39,19 +41,27 @@ class ModelSpec:
     paper_input_size: int  # the input side the architecture was designed for
     min_input_size: int  # smallest input side whose feature map is still >= 1x1
     aux_loss_weight: float = 0.0  # weight of auxiliary-head losses in training
+    # the label of its ImageNet weights ("mobilenet_v2", "timm/resnest50d"); None: none exist
+    imagenet: str | None = None
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
 
 
 def register_model(
-    *, paper_input_size: int = 224, min_input_size: int = 32, aux_loss_weight: float = 0.0
+    *,
+    paper_input_size: int = 224,
+    min_input_size: int = 32,
+    aux_loss_weight: float = 0.0,
+    imagenet: str | None = None,
 ):
-    """Decorator registering a builder under its function name."""
+    """Decorator registering a builder under its function name; ``imagenet`` names the
+    ImageNet weights its ``pretrained=True`` loads (what ``cnnsweep weights`` lists)."""
 
     def wrap(fn: Builder) -> Builder:
         name = fn.__name__  # type: ignore[attr-defined]
-        MODELS.add(name, ModelSpec(name, fn, paper_input_size, min_input_size, aux_loss_weight))
+        spec = ModelSpec(name, fn, paper_input_size, min_input_size, aux_loss_weight, imagenet)
+        MODELS.add(name, spec)
         return fn
 
     return wrap
@@ -73,13 +83,16 @@ def build_model(
     image_size: int | None = None,
     pretrained: bool = False,
     weights_path: str | None = None,
+    weights_dir: str | None = None,
 ) -> nn.Module:
     """Build a registered model; ``weights_path`` loads a local state_dict on top.
 
-    The local file is how users without network access (or with their own ImageNet
-    weights) start from pretrained weights: it is loaded with ``weights_only=True`` and
-    tensors whose shape does not match (the classifier head, a 1-channel stem) are
-    skipped, so a 1000-class ImageNet file initialises a 10-class model.
+    ``weights_dir`` is searched first for the ImageNet weights ``pretrained`` asks for
+    (:mod:`trainables.models.weights`). The ``weights_path`` file is how users start from
+    their own weights: it is loaded with ``weights_only=True`` and tensors whose shape
+    does not match (the classifier head, a 1-channel stem) are skipped, so a 1000-class
+    ImageNet file initialises a 10-class model. ``model.weights_sha256`` records the
+    file read (None: from scratch).
     """
     spec = get_spec(name)
     size = image_size or spec.paper_input_size
@@ -87,30 +100,45 @@ def build_model(
         raise ValueError(
             f"image_size={size} is too small for {name}; allowed: >= {spec.min_input_size}"
         )
-    model = spec.builder(
-        num_classes=num_classes, in_channels=in_channels, image_size=size, pretrained=pretrained
-    )
+    with weights.searching(weights_dir):
+        model = spec.builder(
+            num_classes=num_classes, in_channels=in_channels, image_size=size, pretrained=pretrained
+        )
     if weights_path:
+        found = weights.check_file(Path(weights_path))
         load_matching_weights(model, weights_path)
         model.weights_source = f"file:{Path(weights_path).name}"
+        model.weights_sha256 = found.sha256
     return model
 
 
 def with_pretrained_fallback(
-    build: Callable[[bool], nn.Module], pretrained: bool, label: str
+    build: Callable[[bool | Path], nn.Module], pretrained: bool, label: str
 ) -> nn.Module:
-    """``build(True)`` loads ImageNet weights the library's normal way (network or cache).
+    """A model with ``label``'s ImageNet weights: from the weights folder, else the library.
 
-    Where they cannot be had (no network, no cache) the model is built from scratch rather
-    than failing the sweep, and ``model.weights_source`` says so; it ends up in the
-    trial's results and MLflow tags, so nobody mistakes a from-scratch number for a
-    fine-tuned one.
+    ``build(w)``: ``False`` builds from scratch, ``True`` loads ImageNet weights the
+    library's normal way (its cache or the network), a ``Path`` is a checked file from the
+    weights folder (torchvision builders read it through torch.hub, as for ``True``;
+    timm's pass it as ``pretrained_cfg_overlay={"file": w}``). A file that fails its
+    check is an error, never a silent fallback. Where no weights can be had (no file, no
+    network, no cache) the model is built from scratch rather than failing the sweep,
+    and ``model.weights_source`` says so; it ends up in the trial's results and MLflow
+    tags, so nobody mistakes a from-scratch number for a fine-tuned one.
     """
+    found = weights.find_in_use(label) if pretrained else None
+    if found is not None:
+        timm = label.startswith("timm/")
+        with contextlib.nullcontext() if timm else weights.torchvision_reads(found, label):
+            model = build(found.path)
+        return _recorded(model, f"imagenet:{label} (file {found.path.name})", found.sha256)
     if pretrained:
         try:
             model = build(True)
-            model.weights_source = f"imagenet:{label}"
-            return model
+            cached = weights.cached(label)
+            return _recorded(
+                model, f"imagenet:{label}", weights.file_sha256(cached) if cached else None
+            )
         except Exception as exc:  # URLError, HF hub errors, missing cache: all the same here
             warnings.warn(
                 f"{label}: ImageNet weights unavailable ({exc}); training from scratch",
@@ -119,8 +147,12 @@ def with_pretrained_fallback(
             source = f"scratch (ImageNet weights unavailable: {type(exc).__name__})"
     else:
         source = "scratch"
-    model = build(False)
+    return _recorded(build(False), source, None)
+
+
+def _recorded(model: nn.Module, source: str, sha256: str | None) -> nn.Module:
     model.weights_source = source
+    model.weights_sha256 = sha256
     return model
 
 

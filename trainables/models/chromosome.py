@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import socket
+from pathlib import Path
 
 import timm
 from torch import nn
@@ -37,7 +38,7 @@ def _resnet_family(fn, weights, name, *, num_classes, in_channels, pretrained) -
     return model
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="mobilenet_v2")
 def mobilenet_v2(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     model = _tv(tvm.mobilenet_v2, tvm.MobileNet_V2_Weights, "mobilenet_v2", pretrained)
     model.features[0][0] = replace_first_conv(model.features[0][0], in_channels)
@@ -45,7 +46,7 @@ def mobilenet_v2(*, num_classes: int, in_channels: int, image_size: int, pretrai
     return model
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="densenet121")
 def densenet121(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     model = _tv(tvm.densenet121, tvm.DenseNet121_Weights, "densenet121", pretrained)
     model.features.conv0 = replace_first_conv(model.features.conv0, in_channels)
@@ -53,7 +54,7 @@ def densenet121(*, num_classes: int, in_channels: int, image_size: int, pretrain
     return model
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="resnet50")
 def resnet50(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return _resnet_family(
         tvm.resnet50,
@@ -65,7 +66,7 @@ def resnet50(*, num_classes: int, in_channels: int, image_size: int, pretrained:
     )
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="resnet101")
 def resnet101(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return _resnet_family(
         tvm.resnet101,
@@ -77,7 +78,7 @@ def resnet101(*, num_classes: int, in_channels: int, image_size: int, pretrained
     )
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="resnet152")
 def resnet152(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return _resnet_family(
         tvm.resnet152,
@@ -89,7 +90,7 @@ def resnet152(*, num_classes: int, in_channels: int, image_size: int, pretrained
     )
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="resnext101_32x8d")
 def resnext101_32x8d(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return _resnet_family(
         tvm.resnext101_32x8d,
@@ -117,23 +118,28 @@ def _timm(arch: str, *, num_classes: int, in_channels: int, pretrained: bool) ->
         import huggingface_hub.constants
 
         huggingface_hub.constants.HF_HUB_OFFLINE = True
+    # w: False, True (timm's own loading) or a checked local file (timm's file override)
     return with_pretrained_fallback(
         lambda w: timm.create_model(
-            arch, pretrained=w, num_classes=num_classes, in_chans=in_channels
+            arch,
+            pretrained=bool(w),
+            pretrained_cfg_overlay={"file": str(w)} if isinstance(w, Path) else None,
+            num_classes=num_classes,
+            in_chans=in_channels,
         ),
         pretrained,
         f"timm/{arch}",
     )
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="timm/res2net50_26w_4s")
 def res2net50(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return _timm(
         "res2net50_26w_4s", num_classes=num_classes, in_channels=in_channels, pretrained=pretrained
     )
 
 
-@register_model(min_input_size=32)
+@register_model(min_input_size=32, imagenet="timm/resnest50d")
 def resnest50(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return _timm(
         "resnest50d", num_classes=num_classes, in_channels=in_channels, pretrained=pretrained

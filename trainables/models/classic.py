@@ -20,7 +20,7 @@ from trainables.models.api import (
 )
 
 
-@register_model(paper_input_size=224, min_input_size=32)
+@register_model(paper_input_size=224, min_input_size=32, imagenet="vgg16")
 def vgg16(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool) -> nn.Module:
     model = with_pretrained_fallback(
         lambda w: tvm.vgg16(weights=tvm.VGG16_Weights.DEFAULT if w else None), pretrained, "vgg16"
@@ -35,7 +35,7 @@ def vgg16(*, num_classes: int, in_channels: int, image_size: int, pretrained: bo
     return model
 
 
-@register_model(paper_input_size=224, min_input_size=32, aux_loss_weight=0.3)
+@register_model(paper_input_size=224, min_input_size=32, aux_loss_weight=0.3, imagenet="googlenet")
 def googlenet(
     *, num_classes: int, in_channels: int, image_size: int, pretrained: bool
 ) -> nn.Module:
@@ -58,7 +58,7 @@ def googlenet(
     return model
 
 
-@register_model(paper_input_size=224, min_input_size=32)
+@register_model(paper_input_size=224, min_input_size=32, imagenet="resnet18")
 def resnet18(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool) -> nn.Module:
     model = with_pretrained_fallback(
         lambda w: tvm.resnet18(weights=tvm.ResNet18_Weights.DEFAULT if w else None),

@@ -135,21 +135,21 @@ def vgg19_transfer_model(num_classes: int, in_channels: int, pretrained: bool, b
     return net
 
 
-@register_model(paper_input_size=32, min_input_size=32)
+@register_model(paper_input_size=32, min_input_size=32, imagenet="resnet50")
 def resnet50_transfer(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return resnet50_transfer_model(num_classes, in_channels, pretrained, bn=False)
 
 
-@register_model(paper_input_size=32, min_input_size=32)
+@register_model(paper_input_size=32, min_input_size=32, imagenet="resnet50")
 def resnet50_transfer_bn(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return resnet50_transfer_model(num_classes, in_channels, pretrained, bn=True)
 
 
-@register_model(paper_input_size=32, min_input_size=32)
+@register_model(paper_input_size=32, min_input_size=32, imagenet="vgg19")
 def vgg19_transfer(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return vgg19_transfer_model(num_classes, in_channels, pretrained, bn=False)
 
 
-@register_model(paper_input_size=32, min_input_size=32)
+@register_model(paper_input_size=32, min_input_size=32, imagenet="vgg19")
 def vgg19_transfer_bn(*, num_classes: int, in_channels: int, image_size: int, pretrained: bool):
     return vgg19_transfer_model(num_classes, in_channels, pretrained, bn=True)
