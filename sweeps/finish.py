@@ -25,7 +25,13 @@ from trainables.schema import TEST_METRICS
 from trainables.trainable import evaluate_checkpoint
 
 # what the sweep's own test evaluation fills in a trial's row
-EVALUATED = (*TEST_METRICS, "weights_source", "test_per_class_acc", "test_worst")
+EVALUATED = (
+    *TEST_METRICS,
+    "weights_source",
+    "weights_sha256",
+    "test_per_class_acc",
+    "test_worst",
+)
 
 
 @ray.remote
@@ -82,6 +88,7 @@ def log_trial_artifacts(
                     "epochs_run": row.epochs_run,
                     "test_evaluated_by": row.test_evaluated_by,
                     "weights_source": row.weights_source,
+                    "weights_sha256": row.weights_sha256,
                 },
                 arts,
             )

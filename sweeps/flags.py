@@ -16,6 +16,7 @@ from sweeps.settings import (
 )
 from sweeps.sweep import SweepDef
 from trainables.data import DATA_ROOT_ENV, list_datasets
+from trainables.models.weights import WEIGHTS_DIR_ENV
 
 
 def _csv(kind: Callable):
@@ -65,9 +66,20 @@ def add_search_flags(p: argparse.ArgumentParser, sweep: SweepDef) -> None:
     p.add_argument("--no-asha", action="store_true", help="run every trial to the end")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")
     p.add_argument(
+        "--weights",
+        metavar="{imagenet,scratch,PATH}",
+        help="first weights: ImageNet where the model has them, from scratch, or a "
+        "state_dict file (default: the sweep's recipe)",
+    )
+    p.add_argument(
         "--no-pretrained",
         action="store_true",
-        help="train from scratch even where ImageNet weights can be had",
+        help="train from scratch even where ImageNet weights can be had (= --weights scratch)",
+    )
+    p.add_argument(
+        "--weights-dir",
+        help=f"folder of ImageNet weight files, searched before any download (default "
+        f"${WEIGHTS_DIR_ENV}); `cnnsweep weights` lists what it holds",
     )
 
 

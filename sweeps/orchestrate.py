@@ -65,6 +65,13 @@ def sweep_provenance(plan: Plan, data: dict[str, DataSplits], cluster: Cluster) 
         tracking_uri=public_uri(plan.tracking_uri),
         run_name=plan.run_name,
         seed=plan.data.seed,
+        # each model's weights file from the weights folder, with its sha256 (each trial's
+        # own weights_sha256 is in the trials table and its MLflow tags)
+        weights={
+            "choice": plan.weights.choice or "the sweep's recipe",
+            "folder": str(plan.weights.folder) if plan.weights.folder else None,
+            "files": plan.weights.files,
+        },
         resources={
             "cpus_per_trial": cluster.cpus_per_trial,
             "gpus_per_trial": cluster.gpus_per_trial,

@@ -21,7 +21,8 @@ from sweeps.sweep import Budget, SweepDef
 from sweeps.tracking_uri import resolve_tracking_uri
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import FileGroups, list_datasets
-from trainables.models import list_models
+from trainables.models import get_spec, list_models
+from trainables.models import weights as model_weights
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,27 @@ class TuneOptions:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """Where the models' first weights come from, checked before anything runs."""
+
+    choice: str | None  # "imagenet", "scratch", a file; None: each sweep's own recipe
+    folder: Path | None  # --weights-dir / $CNNSWEEP_WEIGHTS_DIR: searched first
+    files: dict[str, dict]  # model -> {"file", "sha256", "checked"}: what will be read
+
+    @property
+    def config(self) -> dict:
+        """The trial-config keys this choice sets (on every trial, table rows included)."""
+        keys: dict = {}
+        if self.choice in ("imagenet", "scratch"):
+            keys["pretrained"] = self.choice == "imagenet"
+        elif self.choice is not None:
+            keys |= {"pretrained": False, "weights_path": self.choice}
+        if self.folder is not None:
+            keys["weights_dir"] = str(self.folder)
+        return keys
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything resolved from flags and budget, validated, before Ray starts."""
 
@@ -75,6 +97,7 @@ class Plan:
     results_dir: Path  # results/<sweep>
     storage: Path  # Tune's experiments and checkpoints
     run_name: str
+    weights: Weights = Weights(None, None, {})
     resume: dict | None = None  # the run record of the run --resume continues
 
     @property
@@ -120,8 +143,12 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     """Resolve and validate every trial config the sweep can produce; raise ConfigError."""
     budget = choose_budget(sweep, args.budget)
     models, optimizers, lrs = choose_axes(sweep, budget, args)
-    base = base_config(sweep, budget, args)
+    weights = choose_weights(args)
+    base = base_config(sweep, budget, args) | weights.config
     data, cells = choose_data(sweep, budget, args, base, models, optimizers)
+    if cells is not None:  # a row's own "pretrained" gives way to the flags
+        cells = {label: cell | weights.config for label, cell in cells.items()}
+    weights = check_weight_files(weights, base, cells, models)
     check_trial_configs(
         base, cells, models, optimizers, lrs if args.search == "grid" else None, sweep.lr_range
     )
@@ -148,6 +175,7 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         results_dir=results_dir(args.results_dir).resolve() / sweep.name,
         storage=storage_path(args.storage_path).resolve(),
         run_name=args.name or f"{budget.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        weights=weights,
     )
     return with_run(plan, args.name, args.resume)
 
@@ -190,9 +218,64 @@ def base_config(sweep: SweepDef, b: Budget, args) -> dict:
     }
     if args.momentum is not None:
         base["momentum"] = args.momentum
-    if args.no_pretrained:
-        base["pretrained"] = False
     return base
+
+
+WEIGHTS_ALLOWED = "allowed: imagenet, scratch, or the path of a weights file (a state_dict)"
+
+
+def choose_weights(args) -> Weights:
+    """--weights, --no-pretrained (= --weights scratch) and --weights-dir, checked to exist."""
+    choice = args.weights
+    if args.no_pretrained and choice not in (None, "scratch"):
+        raise ConfigError(
+            f"--no-pretrained and --weights {choice}: give one; allowed: --weights scratch "
+            "(the same as --no-pretrained), imagenet or a file"
+        )
+    choice = "scratch" if args.no_pretrained else choice
+    if choice not in (None, "imagenet", "scratch"):
+        path = Path(choice).expanduser()
+        if not path.is_file():
+            what = "is a folder (a folder of ImageNet files is --weights-dir)"
+            raise ConfigError(
+                f"--weights {choice}: {what if path.is_dir() else 'no such file'}; "
+                f"{WEIGHTS_ALLOWED}"
+            )
+        try:
+            model_weights.check_file(path)
+        except model_weights.WeightsError as exc:
+            raise ConfigError(f"--weights {choice}: {exc}") from None
+        choice = str(path.resolve())
+    flag = "--weights-dir" if args.weights_dir else f"${model_weights.WEIGHTS_DIR_ENV}"
+    folder = args.weights_dir or os.environ.get(model_weights.WEIGHTS_DIR_ENV) or None
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        raise ConfigError(
+            f"{flag} {folder}: no such folder; allowed: a folder of checkpoint files under "
+            "the names torchvision and timm publish (`cnnsweep weights fetch` fills one)"
+        )
+    return Weights(choice, Path(folder).expanduser().resolve() if folder else None, {})
+
+
+def check_weight_files(w: Weights, base: dict, cells, models) -> Weights:
+    """Check (sha256) the weights-folder file of every model that will load ImageNet
+    weights, so a wrong file fails now, not in every trial; record what will be read."""
+    configs = list(cells.values()) if cells is not None else [{**base, "model": m} for m in models]
+    files = {}
+    for cfg in configs:
+        label = get_spec(cfg["model"]).imagenet
+        if w.folder is None or not cfg.get("pretrained") or not label or cfg["model"] in files:
+            continue
+        try:
+            found = model_weights.find(label, w.folder)
+        except model_weights.WeightsError as exc:
+            raise ConfigError(f"--weights-dir: {exc}") from None
+        if found is not None:
+            files[cfg["model"]] = {
+                "file": found.path.name,
+                "sha256": found.sha256,
+                "checked": found.checked,
+            }
+    return replace(w, files=files)
 
 
 def choose_data(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers):

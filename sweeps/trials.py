@@ -93,6 +93,8 @@ def trial_row(res, tid: str, cfg: dict, df: pd.DataFrame, run_id, max_epochs: in
         **{k: last.get(k, np.nan) for k in TEST_METRICS},
         "test_per_class_acc": last.get("test_per_class_acc"),
         "weights_source": last.get("weights_source"),
+        # the sha256 of the weights file the model started from ("": from scratch)
+        "weights_sha256": last.get("weights_sha256"),
         "stopped_by_rule": last.get("stopped_by_rule") or None,
         "rule_saves": last.get("rule_saves", np.nan),
         "test_worst": last.get("test_worst"),
