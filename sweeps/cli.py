@@ -208,6 +208,62 @@ def cmd_report(args) -> int:
     return report.main(argv)
 
 
+def cmd_weights(args) -> int:
+    """Per model: its ImageNet weights file and where it would come from (the weights
+    folder, the library's cache, none), checked; ``fetch MODEL...`` downloads files into
+    the weights folder through the libraries' normal download (needs a network)."""
+    from trainables.models import MODELS, get_spec
+    from trainables.models import weights as w
+
+    folder = args.weights_dir or os.environ.get(w.WEIGHTS_DIR_ENV)
+    if args.models[:1] == ["fetch"]:
+        return fetch_weights(args.models[1:], folder)
+    if folder and not Path(folder).is_dir():
+        print(f"error: weights folder {folder} does not exist", file=sys.stderr)
+        return 2
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        print(f"error: {unknown} unknown; allowed: {', '.join(MODELS.names())}", file=sys.stderr)
+        return 2
+    rows = []
+    for name in MODELS.names():
+        label = get_spec(name).imagenet
+        if args.models and name not in args.models:
+            continue
+        found = w.availability(label, Path(folder) if folder else None) if label else {}
+        rows.append(
+            {"model": name, "imagenet": label or "none published"}
+            | {k: found.get(k, "") for k in ("file", "source", "sha256", "check")}
+        )
+    print_rows(rows, args.format)
+    return 0
+
+
+def fetch_weights(models: list[str], folder: str | None) -> int:
+    from trainables.models import MODELS, get_spec
+    from trainables.models import weights as w
+
+    if not folder:
+        print(
+            f"error: no weights folder; pass --weights-dir or set ${w.WEIGHTS_DIR_ENV}",
+            file=sys.stderr,
+        )
+        return 2
+    bad = [m for m in models if m not in MODELS or not get_spec(m).imagenet]
+    if bad or not models:
+        with_weights = [m for m in MODELS.names() if get_spec(m).imagenet]
+        print(
+            f"error: fetch {' '.join(bad) or '(no model)'}: allowed: models with ImageNet "
+            f"weights: {', '.join(with_weights)}",
+            file=sys.stderr,
+        )
+        return 2
+    for label in dict.fromkeys(get_spec(m).imagenet for m in models):
+        path = w.fetch(label, Path(folder))
+        print(f"{label}: {path} sha256 {w.file_sha256(path)}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- parser
 
 
@@ -221,6 +277,8 @@ examples:
   cnnsweep resume mnist_optimizers --budget cpu   # the original flags
   cnnsweep show mnist_optimizers table1 --format csv
   cnnsweep report mnist_optimizers
+  cnnsweep weights --weights-dir ~/weights    # per model: which file, from where, checked
+  cnnsweep weights fetch mobilenet_v2 resnet50 --weights-dir ~/weights   # needs a network
 """
 
 
@@ -239,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_runs_parser(sub)
     add_show_parser(sub, sweep_help)
     add_report_parser(sub, sweep_help)
+    add_weights_parser(sub)
     return p
 
 
@@ -322,6 +381,21 @@ def add_report_parser(sub, sweep_help: str) -> None:
     sp.add_argument(
         "--run-id", help="the MLflow run to log to (default: the parent run in provenance.json)"
     )
+
+
+def add_weights_parser(sub) -> None:
+    sp = _add(sub, "weights", cmd_weights, "list each model's ImageNet weights (or fetch them)")
+    sp.add_argument(
+        "models",
+        nargs="*",
+        metavar="[fetch] MODEL",
+        help="only these models; after `fetch`: download their files into the weights folder",
+    )
+    sp.add_argument(
+        "--weights-dir",
+        help="the folder of weight files (default $CNNSWEEP_WEIGHTS_DIR)",
+    )
+    _format_flag(sp)
 
 
 def main(argv: list[str] | None = None) -> int:
