@@ -97,7 +97,7 @@ class Plan:
     results_dir: Path  # results/<sweep>
     storage: Path  # Tune's experiments and checkpoints
     run_name: str
-    weights: Weights = Weights(None, None, {})
+    weights: Weights
     resume: dict | None = None  # the run record of the run --resume continues
 
     @property
