@@ -133,16 +133,6 @@ def write_parquet(df: pd.DataFrame, path: Path, prov: dict) -> None:
     _atomic(Path(path), lambda tmp: pq.write_table(table, tmp))
 
 
-def replace_metadata(path: Path, entries: dict[bytes, bytes]) -> None:
-    """Set ``entries`` in a Parquet file's schema metadata, atomically; its columns, values
-    and other metadata keys stay as they are."""
-    table = pq.read_table(path)
-    meta = dict(table.schema.metadata or {})
-    meta.update(entries)
-    table = table.replace_schema_metadata(meta)
-    _atomic(Path(path), lambda tmp: pq.write_table(table, tmp))
-
-
 def write_text(text: str, path: Path) -> None:
     _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
 
