@@ -66,6 +66,13 @@ def add_search_flags(p: argparse.ArgumentParser, sweep: SweepDef) -> None:
     p.add_argument("--no-asha", action="store_true", help="run every trial to the end")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")
     p.add_argument(
+        "--seeds",
+        type=int,
+        help="repeat each grid cell with N seeds (--seed .. --seed+N-1; the split stays "
+        "--seed's); tables give mean, std and n, and the verdict's tolerance is "
+        "max(floor, 2 std) (default: the budget's)",
+    )
+    p.add_argument(
         "--weights",
         metavar="{imagenet,scratch,PATH}",
         help="first weights: ImageNet where the model has them, from scratch, or a "

@@ -106,7 +106,14 @@ def open_tracking(
     run_url = f"{public_uri(plan.tracking_uri).rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
     print(f"[mlflow] parent run {run_url}", flush=True)
     shared = {k: tags[k] for k in ("sweep", "budget", "git_commit")}
-    logger = MlflowTrialLogger(plan.tracking_uri, exp_id, parent_id, shared, cells=plan.cells)
+    logger = MlflowTrialLogger(
+        plan.tracking_uri,
+        exp_id,
+        parent_id,
+        shared,
+        cells=plan.cells,
+        seed_in_name=len(plan.tune.seeds) > 1,
+    )
     return logger, run_url
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sweeps import run_record
 from sweeps.settings import STATE_FOLDER, results_dir, storage_path
-from sweeps.sweep import Budget, SweepDef
+from sweeps.sweep import Budget, SweepDef, cell_key
 from sweeps.tracking_uri import resolve_tracking_uri
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import FileGroups, list_datasets
@@ -55,6 +55,7 @@ class TuneOptions:
     reduction_factor: float
     max_failures: int  # restarts of a crashed trial from its checkpoint
     seed: int  # Optuna's sampler
+    seeds: tuple[int, ...]  # each grid cell once per seed (trial init and shuffling)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,25 @@ class Plan:
         return max(c["epochs"] for c in configs)
 
     @property
+    def protected(self) -> frozenset[str]:
+        """The cells (:func:`cell_key`) a paper reports, which ASHA never stops: every row
+        of a table-row sweep, the grid cells the sweep declares published; none under
+        Optuna (its samples explore)."""
+        if self.tune.search != "grid":
+            return frozenset()
+        if self.cells is not None:
+            return frozenset(self.cells)
+        published = self.sweep.published_cell or (lambda cfg: False)
+        cells = itertools.product(self.models, self.optimizers, self.lrs)
+        configs = ({"model": m, "optimizer": o, "lr": lr} for m, o, lr in cells)
+        return frozenset(cell_key(c) for c in configs if published(c))
+
+    @property
+    def asha_groups(self) -> dict[str, str]:
+        """Table rows -> their dataset: ASHA ranks a trial only against its own dataset's."""
+        return {label: str(c.get("dataset", "")) for label, c in (self.cells or {}).items()}
+
+    @property
     def fingerprint(self) -> dict:
         """What makes two invocations the same sweep (the run name and paths aside)."""
         t = self.tune
@@ -133,6 +153,7 @@ class Plan:
             "cells": self.cells,
             "num_samples": t.num_samples,
             "asha": t.asha,
+            "seeds": t.seeds,
             "grace_period": t.grace_period,
             "reduction_factor": t.reduction_factor,
             "datasets": self.data.datasets,
@@ -212,6 +233,7 @@ def base_config(sweep: SweepDef, b: Budget, args) -> dict:
         "batch_size": b.batch_size,
         "image_size": b.image_size,
         "seed": args.seed,
+        "pretrained": b.weights == "imagenet",
         "num_threads": cpus,
         "channels_last": b.channels_last,
         **sweep.fixed_config,
@@ -346,6 +368,16 @@ def choose_tune_options(b: Budget, args, epochs: int) -> TuneOptions:
         raise ConfigError(f"--max-failures {args.max_failures}: allowed: an integer >= 0")
     if not rf < float("inf"):
         raise ConfigError(f"--reduction-factor {rf}: allowed: a finite number >= 2")
+    seeds = b.seeds if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: allowed: an integer >= 1")
+    if seeds > 1 and args.search != "grid":
+        raise ConfigError(
+            f"--seeds {seeds} with --search {args.search}: allowed only with --search grid "
+            "(Optuna samples new cells; it does not repeat one)"
+        )
+    if args.seed + seeds > 2**32:
+        raise ConfigError(f"--seed {args.seed} --seeds {seeds}: the last seed must be < 2**32")
     return TuneOptions(
         search=args.search,
         num_samples=samples,
@@ -354,6 +386,7 @@ def choose_tune_options(b: Budget, args, epochs: int) -> TuneOptions:
         reduction_factor=rf,
         max_failures=args.max_failures,
         seed=args.seed,
+        seeds=tuple(range(args.seed, args.seed + seeds)),
     )
 
 

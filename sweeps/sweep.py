@@ -35,7 +35,17 @@ class Budget:
     # bench/cpu_packing.py measured fastest for their models
     channels_last: bool | None = None
     asha: bool = True  # False: every trial runs to the end (one trial per table row)
+    seeds: int = 1  # each cell repeated with this many seeds (tolerance = 2 x their std)
+    # where the models' first weights come from unless --weights says: "imagenet"
+    # (fine-tuning, as paper 003 most likely did) or "scratch"
+    weights: str = "scratch"
     expected_gap: str = ""  # why this budget's numbers differ from the paper's
+
+    def __post_init__(self) -> None:
+        if self.weights not in ("imagenet", "scratch"):
+            raise ValueError(
+                f"Budget {self.name}: weights {self.weights!r}; allowed imagenet, scratch"
+            )
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,16 @@ class SweepDef:
     # (train, val, test) of one pool made of all the source's images (ANet-c6: 90/5/5);
     # None: the source's own test split, validation carved from train (val_fraction).
     split_fractions: tuple[float, float, float] | None = None
+    # config -> True for a cell the paper reports: it trains as the paper trained it and
+    # ASHA never stops it (None: every cell is published, as in table-row sweeps)
+    published_cell: Callable[[dict], bool] | None = None
+
+
+def cell_key(config: dict) -> str:
+    """The cell a trial config fills: a table row's label, else ``model|optimizer|lr``."""
+    if config.get("label"):
+        return str(config["label"])
+    return f"{config.get('model')}|{config.get('optimizer')}|{float(config.get('lr', 0)):g}"
 
 
 def sweep_def(space, **kw) -> SweepDef:

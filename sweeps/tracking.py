@@ -61,8 +61,10 @@ class MlflowTrialLogger(tune.Callback):
         tags: dict,
         cells: dict[str, dict] | None = None,
         retry_every_s: float = 10.0,
+        seed_in_name: bool = False,
     ):
         self.cells = cells  # table-row sweeps: Tune's config holds the row label only
+        self.seed_in_name = seed_in_name  # cells repeated over seeds: name each seed
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -259,7 +261,9 @@ class MlflowTrialLogger(tune.Callback):
             tags["table_row"] = config["label"]
         params = [[k, str(v)[:6000]] for k, v in sorted(config.items())]
         self.created.add(tid)
-        self.submit("create", trial=tid, name=run_name(config), tags=tags, params=params)
+        self.submit(
+            "create", trial=tid, name=run_name(config, self.seed_in_name), tags=tags, params=params
+        )
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_for(trial)

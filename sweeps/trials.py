@@ -13,18 +13,23 @@ from trainables.schema import EPOCH_METRICS, TEST_METRICS
 from trainables.trainable import resolve_config
 
 
-def display_name(r) -> str:
-    """A trial as a person reads it: the paper's row label, else ``model / optimizer / lr``."""
-    return r["label"] or f"{r['model']} / {r['optimizer']} / lr {r['lr']:g}"
+def display_name(r, with_seed: bool = False) -> str:
+    """A trial as a person reads it: the paper's row label, else ``model / optimizer / lr``;
+    ``with_seed`` (sweeps that repeat cells over seeds) adds `` / seed N``."""
+    name = r["label"] or f"{r['model']} / {r['optimizer']} / lr {r['lr']:g}"
+    return f"{name} / seed {int(r['seed'])}" if with_seed else name
 
 
-def run_name(config: dict) -> str:
+def run_name(config: dict, with_seed: bool = False) -> str:
     """A trial's MLflow run name: a grid cell as ``resnet18-adam-lr0.001`` (no spaces or
     slashes, so it reads as one token in the runs list and in URLs' search); a table row
-    by its label, which is unique where model/optimizer/lr are not."""
+    by its label, which is unique where model/optimizer/lr are not. ``with_seed`` (cells
+    repeated over seeds) appends ``-s<seed>``."""
     if config.get("label"):
-        return config["label"]
-    return f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
+        name = config["label"]
+    else:
+        name = f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
+    return f"{name}-s{config.get('seed', 0)}" if with_seed else name
 
 
 def best_by_validation(trials: pd.DataFrame, by: str | list[str] | None = None):

@@ -65,15 +65,17 @@ def search_space(plan: Plan) -> tuple[dict, OptunaSearch | None, int]:
     TPE over the same categories and the paper's lr range."""
     t = plan.tune
     optuna = OptunaSearch(sampler=TPESampler(seed=t.seed)) if t.search == "optuna" else None
+    # several seeds: every cell once per seed (a row's or the base config's seed gives way)
+    seeds = {"seed": tune.grid_search(list(t.seeds))} if len(t.seeds) > 1 else {}
     if plan.cells is not None:  # table rows: Tune sees the row label (and Optuna's lr)
         labels = list(plan.cells)
         if t.search == "grid":
-            return {"label": tune.grid_search(labels)}, None, 1
+            return {"label": tune.grid_search(labels), **seeds}, None, 1
         space = {"label": tune.choice(labels), "lr": tune.loguniform(*plan.sweep.lr_range)}
         return space, optuna, t.num_samples
     if t.search == "grid":
         grid = search_spaces.grid(plan.models, plan.optimizers, plan.lrs)
-        return {**plan.base_config, **grid}, None, 1
+        return {**plan.base_config, **grid, **seeds}, None, 1
     space = search_spaces.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
     return {**plan.base_config, **space}, optuna, t.num_samples
 
@@ -83,6 +85,8 @@ def make_scheduler(plan: Plan) -> TrialScheduler:
         return FIFOScheduler()
     return ResumableASHA(
         plan.state_dir / STATE_FILE,
+        protected=plan.protected,
+        groups=plan.asha_groups,
         time_attr="epoch",
         max_t=plan.max_epochs,
         grace_period=plan.tune.grace_period,
