@@ -41,7 +41,24 @@ def read_published(filename: str) -> list[dict[str, str]]:
     return list(csv.DictReader(lines))
 
 
-def published_notes(filename: str) -> list[str]:
-    """The ``#`` note lines of a published-table CSV (source, setup, caveats)."""
-    with open(PUBLISHED_DIR / filename) as f:
-        return [line[1:].strip() for line in f if line.startswith("#")]
+# Where the papers contradict themselves, and what their text reports that no table holds:
+# one row per finding (table = the published CSV it concerns, lines in the paper's text).
+PAPER_NOTES_CSV = "paper_notes.csv"
+NOTE_KINDS = {
+    "inconsistency": "Paper inconsistency",
+    "not_transcribed": "In the paper's text, not its table",
+    "reading": "How the paper's number reads",
+}
+
+
+def published_notes(*filenames: str) -> list[str]:
+    """The ``#`` note lines of published-table CSVs (source, setup, caveats), then the
+    paper notes (:data:`PAPER_NOTES_CSV`) of those tables, each with its lines."""
+    notes = []
+    for name in filenames:
+        with open(PUBLISHED_DIR / name) as f:
+            notes += [line[1:].strip() for line in f if line.startswith("#")]
+    for r in read_published(PAPER_NOTES_CSV):
+        if r["table"] in filenames:
+            notes.append(f"{NOTE_KINDS[r['kind']]} ({r['paper']}, line {r['lines']}): {r['note']}")
+    return notes

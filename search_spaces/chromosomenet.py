@@ -34,6 +34,33 @@ RECIPE = {
 TABLE2_CSV = "chromosomenet_table2.csv"
 TABLE3_CSV = "chromosomenet_table3_per_class.csv"
 TABLE4_CSV = "chromosomenet_table4_quartiles.csv"
+TABLE3_MAX_CSV = "chromosomenet_table3_max.csv"  # Table 3's "Max" column
+
+# Published numbers that the paper's own numbers contradict (paper_notes.csv gives the
+# lines): (table, metric) -> {model: why}; metric "*" = every metric of the row.
+_SIX = MODELS[:6]  # baselines #1-#6
+INCONSISTENT = {
+    ("table2_metrics", "f1"): dict.fromkeys(
+        _SIX, "macro F1 above the mean of macro precision and sensitivity, which it cannot be"
+    ),
+    ("table2_metrics", "sensitivity"): dict.fromkeys(
+        _SIX, "not the mean of the model's Table 3 per-class accuracies (Eq. 8)"
+    ),
+    ("table2_metrics", "specificity"): dict.fromkeys(
+        MODELS, "Eq. 3 defines it as TN/(TP+TN), which cannot reach the published values"
+    ),
+    ("table1_models", "params_m"): {"res2net50": "25.70 M counts a 1000-class head (24: 23.70 M)"},
+    ("table3_per_class", "*"): dict.fromkeys(
+        ("resnet101", "resnext101_32x8d"), "rows #4 and #6 are identical in 22 of 24 classes"
+    ),
+    ("table4_quartiles", "max"): {"res2net50": "max 99.79 above Table 3's largest value 99.78"},
+}
+
+
+def inconsistent(table: str, metric: str, model: str) -> str | None:
+    """'paper_inconsistent: why' where the paper contradicts itself on this number."""
+    why = INCONSISTENT.get((table, metric), {}).get(model)
+    return f"paper_inconsistent: {why}" if why else None
 
 
 def _by_model(filename: str) -> dict[str, dict[str, str]]:

@@ -87,11 +87,11 @@ METRIC_LABELS = {
 }
 STATS = ("min", "q1", "median", "q3", "iqr", "max")
 NOTES = (
-    *published_notes(space.TABLE2_CSV),
+    *published_notes(space.TABLE2_CSV, space.TABLE3_CSV, space.TABLE4_CSV, space.TABLE3_MAX_CSV),
     "Ours: standard macro definitions; specificity = mean over classes of "
-    "TN/(TN+FP). The paper's formula is TN/(TP+TN), and its macro F1 exceeds both "
-    "macro precision and macro sensitivity for baselines 1-5, which the harmonic "
-    "mean cannot do: compare F1 and specificity with that in mind.",
+    "TN/(TN+FP). The paper's formula is TN/(TP+TN), and its macro F1 exceeds the mean "
+    "of macro precision and macro sensitivity for #1-#6, which a mean of per-class "
+    "F1 cannot do: those F1 and specificity cells are not comparable (paper_inconsistent).",
     "Per model, the trial with the highest validation accuracy at its selected "
     "epoch; percentages; delta = ours - published in percentage points.",
     "Per-class accuracy = correct / images of that class (per-class recall).",
@@ -110,6 +110,7 @@ COMPARISONS = {
                 "inference (s per 1,000 images)",
                 unit="raw",
                 variant="b1",
+                reason="hardware: the paper timed an RTX 2080Ti; ours is this machine's",
             ),
         ),
         notes=NOTES,
@@ -168,9 +169,13 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     rows = {name: [] for name in COMPARISONS}
     for r in pick_per_model(trials).itertuples():
         per_class = 100 * np.array(json.loads(r.test_per_class_acc), dtype=float)
-        rows["table2_metrics"].append(metrics_row(r, pub2[r.model]))
+        no_weights = scratch_reason(r)
+        rows["table2_metrics"].append(metrics_row(r, pub2[r.model]) | no_weights)
         rows["table1_models"].append(models_row(r.model, int(r.image_size), pub2[r.model]))
-        rows["table3_per_class"] += per_class_rows(r.model, per_class, pub3[r.model])
+        rows["table3_per_class"] += [
+            row | no_weights | reasons("table3_per_class", r.model, ["*"])
+            for row in per_class_rows(r.model, per_class, pub3[r.model])
+        ]
         q = quartiles(per_class)
         rows["table4_quartiles"].append(
             {
@@ -178,8 +183,36 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 **{f"published_{k}": pub4[r.model][k] for k in STATS},
                 **{f"ours_{k}": q[k] for k in STATS},
             }
+            | no_weights
         )
+    for name, metrics in (
+        ("table2_metrics", METRICS),
+        ("table1_models", ["params_m"]),
+        ("table4_quartiles", STATS),
+    ):
+        rows[name] = [row | reasons(name, row["model"], metrics) for row in rows[name]]
     return {name: COMPARISONS[name].apply(pd.DataFrame(rows[name])) for name in COMPARISONS}
+
+
+def scratch_reason(r) -> dict:
+    """A row trained from scratch is no comparison with the paper's fine-tuned model."""
+    if str(r.weights_source or "scratch").startswith("scratch"):
+        return {
+            "not_comparable": f"no_weights: {r.model} trained from scratch; the paper "
+            "fine-tuned ImageNet weights, and none were found here"
+        }
+    return {"not_comparable": None}
+
+
+def reasons(table: str, model: str, metrics) -> dict:
+    """The paper's contradictions on this row, as the columns Comparison reads: a
+    metric's ``<metric>_not_comparable``, or the row's ``not_comparable`` ("*")."""
+    out = {}
+    for m in metrics:
+        why = space.inconsistent(table, m, model)
+        if why:
+            out["not_comparable" if m == "*" else f"{m}_not_comparable"] = why
+    return out
 
 
 def models_row(m: str, size: int, pub: dict) -> dict:

@@ -99,6 +99,17 @@ NAMES = {
 COMPARISONS = {name: TABLE3 if name == "table3_augmentation" else TABLE for name in NAMES.values()}
 
 
+def no_weights(r) -> str | None:
+    """A transfer row whose model started from scratch is no transfer learning."""
+    scratch = str(r["weights_source"] or "scratch").startswith("scratch")
+    if "transfer" in str(r["model"]) and scratch:
+        return (
+            "no_weights: a transfer-learning row trained from scratch (no ImageNet weights "
+            "were found here)"
+        )
+    return None
+
+
 def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Tables I-III and the MNIST figure, each row ours beside the report's number."""
     t = trials.set_index("label")
@@ -121,6 +132,7 @@ def tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "stopped_by": r["stopped_by_rule"] or "epochs",
                 "weights": r["weights_source"],
                 "note": space.NOT_TABULATED.get(label, ""),
+                "not_comparable": no_weights(r),
             }
         )
     out = {NAMES[k]: pd.DataFrame(rows[k]) for k in NAMES if k in rows}
