@@ -1,10 +1,12 @@
-"""One-off: store each paper table's published-vs-ours contract in tables written before
-tables carried it (the contract each paper script declares in its ``COMPARISONS``).
+"""Rebuild a sweep's paper tables from its committed trials table, with this checkout's
+paper script: its contract (published-vs-ours pairs, notes), verdicts and forced reasons.
 
     python -m sweeps.annotate results/mnist_optimizers [results/<sweep> ...]
 
-Only the Parquet metadata is rewritten (atomically): columns, values and provenance stay.
-A folder is matched to its paper script by its name (the sweep's name).
+The trials and epochs tables (the measurements) are not touched; each paper table
+(Parquet and Markdown) is rewritten atomically, its provenance the sweep's own plus a
+``tables_rebuilt`` record (date, commit, command), and the report is rendered again. A
+folder is matched to its paper script by its name (the sweep's name).
 """
 
 from __future__ import annotations
@@ -12,31 +14,41 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from sweeps import (
     anet_generalization,
     chromosome_baselines,
     cifar_cnns,
-    compare,
     mnist_optimizers,
 )
+from sweeps.provenance import load_provenance, provenance
+from sweeps.publish import paper_table_md
+from sweeps.report import render
+from sweeps.results import write_parquet, write_text
 
 PAPER_SCRIPTS = (mnist_optimizers, anet_generalization, cifar_cnns, chromosome_baselines)
-CONTRACTS = {m.SWEEP.name: m.COMPARISONS for m in PAPER_SCRIPTS}
+SWEEPS = {m.SWEEP.name: m.SWEEP for m in PAPER_SCRIPTS}
 
 
-def annotate_folder(folder: Path) -> list[Path]:
-    """Annotate every paper table in ``folder`` (and in its runs' folders); returns them."""
-    contracts = CONTRACTS.get(folder.name)
-    if contracts is None:
-        raise SystemExit(
-            f"{folder}: no paper script named {folder.name!r}; known: {', '.join(CONTRACTS)}"
-        )
+def retable(folder: Path) -> list[Path]:
+    """Rewrite the paper tables of ``folder`` from its ``trials.parquet``; returns them."""
+    sweep = SWEEPS.get(folder.name)
+    if sweep is None:
+        known = ", ".join(SWEEPS)
+        raise SystemExit(f"{folder}: no paper script named {folder.name!r}; known: {known}")
+    trials_path = folder / "trials.parquet"
+    if not trials_path.is_file():
+        raise SystemExit(f"{folder}: no trials.parquet to rebuild the tables from")
+    prov = load_provenance(trials_path)
+    rebuilt = provenance()
+    prov["tables_rebuilt"] = {k: rebuilt[k] for k in ("date_utc", "git_commit", "command")}
     done = []
-    for name, comparison in contracts.items():
-        for path in sorted([folder / f"{name}.parquet", *folder.glob(f"runs/*/{name}.parquet")]):
-            if path.is_file():
-                compare.annotate(path, comparison)
-                done.append(path)
+    for name, df in sweep.make_tables(pd.read_parquet(trials_path)).items():
+        write_parquet(df, folder / f"{name}.parquet", prov)
+        write_text(paper_table_md(name, df, prov), folder / f"{name}.md")
+        done.append(folder / f"{name}.parquet")
+    render(folder)
     return done
 
 
@@ -46,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     for folder in folders:
-        for path in annotate_folder(folder):
-            print(f"annotated {path}")
+        for path in retable(folder):
+            print(f"rebuilt {path}")
     return 0
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweeps import compare
 from sweeps.asha import ResumableASHA, decisions_table
 from sweeps.compare import notes_of
 from sweeps.finish import best_trial_figures
 from sweeps.plan import Plan
 from sweeps.provenance import provenance_md
-from sweeps.report import render, report_artifacts, terminal_summary
+from sweeps.report import render, report_artifacts, terminal_summary, verdicts
 from sweeps.results import copy_file, publish, run_folder, to_markdown, write_parquet, write_text
 from sweeps.tracking import MlflowTrialLogger
 from sweeps.trials import best_by_validation
@@ -69,6 +70,7 @@ def publish_results(
         for path, folder in render_report(plan.results_dir):
             logger.submit("artifact", run=parent, path=str(path), artifact_path=folder)
         log_best(logger, trials)
+        log_verdicts(logger, tables)
         logger.submit("terminate", run=parent, status="FAILED" if n_err else "FINISHED")
         # artifacts live in tmp: wait for MLflow here, then spool what is still unlogged
         unlogged = logger.flush(wait_s=plan.mlflow_wait_s)
@@ -98,6 +100,25 @@ def log_best(logger: MlflowTrialLogger, trials: pd.DataFrame) -> None:
     )
 
 
+def log_verdicts(logger: MlflowTrialLogger, tables: dict[str, pd.DataFrame]) -> None:
+    """The parent run's verdict counts over every published cell (metrics cells_*, a
+    sentence in the tag ``verdicts``), so the MLflow UI can sort sweeps by them."""
+    contracts = {
+        name: compare.Comparison.from_dict(json.loads(raw))
+        for name, df in tables.items()
+        if (raw := df.attrs.get(compare.METADATA_ATTR, {}).get(compare.COMPARISON_KEY))
+    }
+    v = verdicts(tables, contracts)
+    if v.empty:
+        return
+    now = int(time.time() * 1000)
+    count = v["verdict"].value_counts()
+    metrics = [[f"cells_{k}", float(count.get(k, 0)), now, 0] for k in compare.VERDICTS]
+    metrics.append(["cells_published", float(len(v)), now, 0])
+    tags = [["verdicts", compare.verdict_sentence(v)]]
+    logger.submit("log", run=logger.parent_run_id, metrics=metrics, tags=tags)
+
+
 def render_report(sweep_dir: Path) -> list[tuple[Path, str | None]]:
     """The report (Markdown, HTML, figures) from the tables just published, as files and
     their MLflow artifact folders; a report that fails to render is a warning, never a
@@ -116,6 +137,14 @@ def summary_text(sweep_dir: Path) -> str:
         return terminal_summary(sweep_dir)
     except Exception as exc:
         return f"warning: no summary ({type(exc).__name__}: {exc}); the tables are in {sweep_dir}"
+
+
+def paper_table_md(name: str, df: pd.DataFrame, prov: dict) -> str:
+    """A paper table as Markdown: title, its notes, the table, its provenance."""
+    md = [f"# {name} — {prov['sweep']} (budget `{prov['budget']}`)\n"]
+    md += [f"{n}\n" for n in notes_of(df)]
+    md += [to_markdown(df), "\n", provenance_md(prov)]
+    return "\n".join(md)
 
 
 def write_results(
@@ -138,12 +167,8 @@ def write_results(
         write_parquet(df, path, prov)
         written.append(path)
     for name, df in tables.items():
-        notes = notes_of(df)
-        md = [f"# {name} — {prov['sweep']} (budget `{prov['budget']}`)\n"]
-        md += [f"{n}\n" for n in notes]
-        md += [to_markdown(df), "\n", provenance_md(prov)]
         path = out / f"{name}.md"
-        write_text("\n".join(md), path)
+        write_text(paper_table_md(name, df, prov), path)
         written.append(path)
     path = out / "provenance.json"
     write_text(json.dumps(prov, indent=1, default=str) + "\n", path)

@@ -141,6 +141,23 @@ def comparisons(sweep_dir: Path, tables: dict) -> dict[str, Comparison]:
     }
 
 
+def verdicts(tables: dict, contracts: dict[str, Comparison]) -> pd.DataFrame:
+    """Every published cell of every paper table with its verdict (column ``table``)."""
+    frames = [c.verdicts(tables[name]).assign(table=name) for name, c in contracts.items()]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=["table", "panel", "row", "verdict", "reason", "code"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def verdict_lines(v: pd.DataFrame) -> list[str]:
+    """The report's first lines: all tables' counts, then each table's."""
+    lines = [f"Verdicts: {compare.verdict_sentence(v)}."]
+    if v["table"].nunique() > 1:
+        lines += [f"{t}: {compare.verdict_sentence(g)}." for t, g in v.groupby("table", sort=False)]
+    return lines
+
+
 def render(sweep_dir: Path) -> Path:
     """Write ``<sweep_dir>/report.md``, ``report.html`` and the figures in ``report/``
     (the test-accuracy heat-map also beside the tables); returns the Markdown's path. Each
@@ -161,15 +178,17 @@ def _render(sweep_dir: Path) -> Path:
     sweep = prov.get("sweep", sweep_dir.name)
     title = f"{sweep} ({prov.get('budget', '?')})"
     body = Doc()
+    contracts = comparisons(sweep_dir, tables)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        gaps = paper_section(body, tables, comparisons(sweep_dir, tables), (folder, title))
+        gaps = paper_section(body, tables, contracts, (folder, title))
         heatmap_section(body, trials, folder, title)
         curves_section(body, trials, epochs, folder, title)
         asha_section(body, tables, prov, folder, title)
         provenance_section(body, prov)
         doc = Doc()
         doc.h(1, f"Report: {sweep}, budget `{prov.get('budget', '?')}`")
+        doc.ul(verdict_lines(verdicts(tables, contracts)))
         summary_section(doc, trials, prov, gaps)
         doc.blocks += body.blocks
         figures = sorted(p.name for p in folder.glob("*.png"))
@@ -224,8 +243,9 @@ def terminal_summary(sweep_dir: Path) -> str:
     published-vs-ours lines of its headline metric, the best trial, the gap to the paper
     and why, and where the full tables and the report are."""
     tables, prov = load(sweep_dir)
+    contracts = comparisons(sweep_dir, tables)
     lines, gaps = [], {}
-    for name, contract in comparisons(sweep_dir, tables).items():
+    for name, contract in contracts.items():
         cells = contract.cells(tables[name])
         cells = headline(cells, contract) if len(cells) else cells
         gaps[name] = gap_sentence(cells) if len(cells) else []
@@ -235,6 +255,7 @@ def terminal_summary(sweep_dir: Path) -> str:
         w = max(map(len, cells["row"]))
         lines += [
             f"  {r.row:<{w}}  paper {r.published:6.2f}  ours {r.ours:6.2f}  Δ {r.delta}"
+            + (f"  {r.verdict}" if isinstance(r.verdict, str) else "")
             for r in cells.head(MAX_TERMINAL_ROWS).itertuples()
         ]
         more = len(cells) - MAX_TERMINAL_ROWS
@@ -243,6 +264,7 @@ def terminal_summary(sweep_dir: Path) -> str:
             + f"every row and column: {sweep_dir / name}.md"
             + ("" if more > 0 else ")")
         )
+    lines = verdict_lines(verdicts(tables, contracts)) + lines
     lines += best_lines(tables["trials"]) + [gap_line(prov, gaps)]
     lines.append(f"Report: {sweep_dir / 'report.md'} (and report.html, figures in report/)")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from sweeps import doc, report
+from sweeps.compare import Comparison, Pair
 from sweeps.results import publish, to_markdown, write_parquet, write_text
 
 PROV = {
@@ -156,6 +157,25 @@ def test_report_has_each_table_with_published_ours_delta(sweep):
     prov = section(md, "Provenance")
     assert "`sweeps/toy.py --budget cpu`" in prov and "`abc123`" in prov
     assert "`parent123`" in prov
+
+
+def test_report_and_summary_open_with_the_verdicts(tmp_path):
+    tables = toy_tables()
+    pair = Pair("published_test_acc_pct", "ours_test_acc_pct", "test acc (%)", delta="delta_pp")
+    contract = Comparison(ids=("model", "optimizer", "lr"), pairs=(pair,))
+    t1 = tables["table1"].drop(columns="delta_pp")
+    t1["ours_test_acc_pct"] = [98.9, 11.0]
+    t1["not_comparable"] = [None, "no_weights: the paper fine-tuned ImageNet weights"]
+    tables["table1"] = contract.apply(t1)
+    folder = write_sweep(tmp_path / "results" / "toy", tables)
+    md = report.render(folder).read_text().splitlines()
+    headline = "Verdicts: 1 of 2 published cells reproduced; 0 below, 0 above; "
+    headline += "1 not comparable here: no_weights (1)."
+    assert md[:3] == ["# Report: toy, budget `cpu`", "", f"- {headline}"]
+    summary = report.terminal_summary(folder).splitlines()
+    assert summary[0] == headline
+    assert any("resnet18" in line and "reproduced" in line for line in summary)
+    assert any("vgg16" in line and "not_comparable" in line for line in summary)
 
 
 def test_markdown_tables_print_what_to_markdown_prints(sweep):

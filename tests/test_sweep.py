@@ -12,6 +12,7 @@ from conftest import assert_history_matches, free_port
 from mlflow.tracking import MlflowClient
 
 from search_spaces.mnist_table1 import published
+from sweeps.compare import VERDICTS
 from sweeps.mnist_optimizers import SWEEP
 from sweeps.provenance import load_provenance
 from sweeps.results import load_results
@@ -119,9 +120,20 @@ def test_smoke_sweep_parquet_equals_mlflow(
     parent_arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"table1.parquet", "table1.md", "trials.parquet", "heatmap_test_acc.png"} <= parent_arts
     assert parent.data.tags["budget"] == "smoke" and len(parent.data.tags["data_sha256"]) == 64
+    # every published cell of Table I has a verdict, counted on the parent run
+    m = parent.data.metrics
+    assert m["cells_published"] == 12 == sum(m[f"cells_{v}"] for v in VERDICTS)
+    assert m["cells_not_comparable"] >= 8  # smoke: googlenet and vgg16 did not run
+    assert parent.data.tags["verdicts"].startswith(f"{int(m['cells_reproduced'])} of 12 published")
+    assert table["verdict"].notna().sum() == 12
 
     grid = table[table["row"] == "grid"]
-    assert len(grid) == 4 and grid["ours_test_acc_pct"].notna().all()
+    # the 4 cells run, and the paper's other grid cells with the reason they have no ours
+    assert len(grid) == 8 and grid["ours_test_acc_pct"].notna().sum() == 4
+    not_run = grid[grid["ours_test_acc_pct"].isna()]
+    assert set(not_run["model"]) == {"vgg16", "googlenet"}
+    assert (not_run["verdict"] == "not_comparable").all()
+    grid = grid[grid["ours_test_acc_pct"].notna()]
     merged = grid.merge(trials, on=["model", "optimizer", "lr"])
     assert (merged["ours_test_acc_pct"] == 100 * merged["test_acc"]).all()
     base = table[table["row"] == "paper_no_optimizer"]
@@ -133,7 +145,8 @@ def test_smoke_sweep_parquet_equals_mlflow(
             assert r.published_test_acc_pct == pub[key]
     r18 = base[(base["model"] == "resnet18") & (base["lr"] == 0.001)].iloc[0]
     sgd = grid[(grid["optimizer"] == "sgd") & (grid["lr"] == 0.001)].iloc[0]
-    assert r18["ours_sgd_test_acc_pct"] == sgd["ours_test_acc_pct"]
+    assert r18["compared_with"] == "sgd"
+    assert r18["ours_test_acc_pct"] == sgd["ours_test_acc_pct"]
     prov = load_provenance(folder / "table1.parquet")
     assert prov["budget"] == "smoke" and prov["versions"]["torch"] and prov["git_commit"]
     assert prov["data"]["train"] == 256 and prov["hardware"]["cpu_count"] >= 1
