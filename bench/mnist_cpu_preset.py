@@ -1,0 +1,113 @@
+"""Which MNIST ``cpu`` preset buys the most test accuracy per minute on 2 cores.
+
+The ``cpu`` preset of ``sweeps/mnist_optimizers.py`` cannot give 54k images x 10 epochs at
+224 px; it must choose how to spend about 60 core-minutes. This script trains one paper
+cell (default ResNet-18, plain SGD, lr 0.001: the cell furthest from the paper in the
+committed run) under each option, two options at a time on one torch thread each (as the
+sweep runs its trials), and tests each on the **full** 10k test split:
+
+  4k x 3     the old preset: 3 epochs over a stratified 4,000-image subset
+  12k x 1    the same number of optimizer steps, each on a new image
+  24k x 1    twice the steps, one pass
+  54k x 1    one pass over the whole training split (54k after the 6k validation)
+
+The row written to ``results/benchmarks/mnist_cpu_preset.parquet`` holds each option's
+test accuracy, wall seconds and accuracy per minute; the last line is the accuracy of
+``12k x 1`` minus that of ``4k x 3`` (same steps: what unique images buy).
+
+    flock /tmp/cnnsweep-bench.lock .venv/bin/python bench/mnist_cpu_preset.py   # ~12 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import record  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# option name -> (train images, epochs)
+OPTIONS = {"4k x 3": (4000, 3), "12k x 1": (12000, 1), "24k x 1": (24000, 1), "54k x 1": (None, 1)}
+
+
+def one_option(name: str, model: str, optimizer: str, lr: float, seed: int, root: str) -> dict:
+    """Train and test one option in this (child) process, on one thread."""
+    import torch
+
+    from trainables.config import TrialConfig
+    from trainables.data import load_splits
+    from trainables.engine import Run
+
+    torch.set_num_threads(1)
+    train, epochs = OPTIONS[name]
+    data = load_splits(
+        "mnist", root=Path(root), image_size=32, seed=seed, train_limit=train, val_limit=1000
+    )
+    cfg = TrialConfig.from_dict(
+        {"model": model, "optimizer": optimizer, "lr": lr, "epochs": epochs, "image_size": 32}
+        | {"seed": seed, "num_threads": 1, "dataset": "mnist"}
+    )
+    t0 = time.perf_counter()
+    run = Run(cfg, data)
+    for _ in range(epochs):
+        run.train_epoch()
+    test = run.test_best()
+    wall = time.perf_counter() - t0
+    return {
+        "option": name,
+        "train_images": len(data.train.labels),
+        "epochs": epochs,
+        "test_images": len(data.test.labels),
+        "test_acc": test.acc,
+        "wall_s": wall,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data-root", help="folder holding mnist/ (default $CNNSWEEP_DATA_ROOT)")
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset")
+    args = p.parse_args(argv)
+    from trainables.data import resolve_data_root
+
+    root = str(resolve_data_root(args.data_root) or (REPO.parent / "shared" / "data").resolve())
+    names = args.options.split(",")
+    with ProcessPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(one_option, n, args.model, args.optimizer, args.lr, args.seed, root)
+            for n in names
+        ]
+        rows = [f.result() for f in futures]
+    row = {
+        "model": args.model,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "seed": args.seed,
+        "data_root": root,
+    }
+    for r in rows:
+        key = r["option"].replace(" ", "")
+        print(
+            f"{r['option']:>8}: {r['train_images']} train x {r['epochs']} epochs, "
+            f"test {100 * r['test_acc']:.2f} % on {r['test_images']}, {r['wall_s']:.0f} s, "
+            f"{100 * r['test_acc'] / (r['wall_s'] / 60):.1f} %/min"
+        )
+        row |= {f"{key}_test_acc": r["test_acc"], f"{key}_wall_s": r["wall_s"]}
+    acc = {r["option"]: r["test_acc"] for r in rows}
+    gain = 100 * (acc.get("12k x 1", float("nan")) - acc.get("4k x 3", float("nan")))
+    record("mnist_cpu_preset", row, "unique_images_gain_pp", gain, "> 0 (same steps)")
+
+
+if __name__ == "__main__":
+    main()
