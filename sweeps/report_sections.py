@@ -13,7 +13,7 @@ from sweeps import plots
 from sweeps.compare import Comparison
 from sweeps.doc import Doc, table_cells
 from sweeps.provenance import provenance_items
-from sweeps.trials import best_by_validation, display_name
+from sweeps.trials import best_by_validation, display_name, several_seeds
 from trainables.schema import LABELS, METRIC
 
 LONG_TABLE = 30  # rows above which a table is folded (<details>) and its cells drawn as Δ map
@@ -192,7 +192,8 @@ def best_lines(trials: pd.DataFrame) -> list[str]:
     for ds, g in done.groupby("dataset", sort=False):
         best = best_by_validation(g)
         lines.append(
-            f"Best by validation{f' on {ds}' if several else ''}: {display_name(best)}, "
+            f"Best by validation{f' on {ds}' if several else ''}: "
+            f"{display_name(best, several_seeds(trials))}, "
             f"val {pct(best['best_val_acc'])} %, test {pct(best['test_acc'])} %."
         )
     return lines
@@ -325,7 +326,8 @@ def curves_section(doc: Doc, trials: pd.DataFrame, epochs: pd.DataFrame, folder:
         best = best_by_validation(done[done["dataset"] == ds], "model")
         best = best.sort_values("best_val_acc", ascending=False)
         names = {
-            r["trial_id"]: f"{display_name(r)}: val {pct(r['best_val_acc'])} %, "
+            r["trial_id"]: f"{display_name(r, several_seeds(done))}: "
+            f"val {pct(r['best_val_acc'])} %, "
             f"test {pct(r['test_acc'])} %"
             for _, r in best.iterrows()
         }
@@ -491,7 +493,7 @@ def trial_outcomes_table(doc: Doc, trials, epochs, outcome: dict, stops) -> None
     for _, r in trials.sort_values("trial_id").iterrows():
         row = [
             r["trial_id"],
-            display_name(r),
+            display_name(r, several_seeds(trials)),
             f"{int(r['epochs_run'])} / {int(r['max_epochs'])}",
             outcome[r["trial_id"]],
             pct(last.get(r["trial_id"])),

@@ -20,6 +20,11 @@ def display_name(r, with_seed: bool = False) -> str:
     return f"{name} / seed {int(r['seed'])}" if with_seed else name
 
 
+def several_seeds(trials: pd.DataFrame) -> bool:
+    """The sweep repeated its cells over seeds (``--seeds N``): names need the seed."""
+    return "seed" in trials and trials["seed"].nunique() > 1
+
+
 def run_name(config: dict, with_seed: bool = False) -> str:
     """A trial's MLflow run name: a grid cell as ``resnet18-adam-lr0.001`` (no spaces or
     slashes, so it reads as one token in the runs list and in URLs' search); a table row

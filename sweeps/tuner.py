@@ -101,6 +101,8 @@ def progress_reporter(plan: Plan) -> CLIReporter:
         params = {"label": "row", **({"lr": "lr"} if plan.tune.search == "optuna" else {})}
     else:
         params = {"model": "model", "optimizer": "optimizer", "lr": "lr"}
+    if len(plan.tune.seeds) > 1:  # the same cell once per seed: tell the rows apart
+        params["seed"] = "seed"
     return CLIReporter(
         parameter_columns=params,
         metric_columns=PROGRESS_COLUMNS,
