@@ -31,8 +31,9 @@ PAPER_SCRIPTS = (mnist_optimizers, anet_generalization, cifar_cnns, chromosome_b
 SWEEPS = {m.SWEEP.name: m.SWEEP for m in PAPER_SCRIPTS}
 
 
-def retable(folder: Path) -> list[Path]:
-    """Rewrite the paper tables of ``folder`` from its ``trials.parquet``; returns them."""
+def retable(folder: Path, rebuilt: dict) -> list[Path]:
+    """Rewrite the paper tables of ``folder`` from its ``trials.parquet``, recording
+    ``rebuilt`` (date, commit, command) in their provenance; returns them."""
     sweep = SWEEPS.get(folder.name)
     if sweep is None:
         known = ", ".join(SWEEPS)
@@ -40,9 +41,7 @@ def retable(folder: Path) -> list[Path]:
     trials_path = folder / "trials.parquet"
     if not trials_path.is_file():
         raise SystemExit(f"{folder}: no trials.parquet to rebuild the tables from")
-    prov = load_provenance(trials_path)
-    rebuilt = provenance()
-    prov["tables_rebuilt"] = {k: rebuilt[k] for k in ("date_utc", "git_commit", "command")}
+    prov = load_provenance(trials_path) | {"tables_rebuilt": rebuilt}
     done = []
     for name, df in sweep.make_tables(pd.read_parquet(trials_path)).items():
         write_parquet(df, folder / f"{name}.parquet", prov)
@@ -57,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if not folders:
         print(__doc__.strip(), file=sys.stderr)
         return 2
+    # once, before anything is written: the commit is the checkout's, not "-dirty" from the
+    # first folder's own rewrite
+    now = provenance()
+    rebuilt = {"date_utc": now["date_utc"], "git_commit": now["git_commit"]}
+    rebuilt["command"] = " ".join(["python -m sweeps.annotate", *map(str, folders)])
     for folder in folders:
-        for path in retable(folder):
+        for path in retable(folder, rebuilt):
             print(f"rebuilt {path}")
     return 0
 
