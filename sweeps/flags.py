@@ -107,8 +107,9 @@ def add_data_flags(p: argparse.ArgumentParser, sweep: SweepDef) -> None:
     p.add_argument(
         "--split",
         choices=("grouped", "random"),
-        default="grouped",
-        help="for pooled datasets: 80/10/10 grouped by case (default) or by image",
+        default=None,
+        help="for pooled datasets: 80/10/10 grouped by case or by image (default: the "
+        "budget's; grouped unless the paper split by image)",
     )
     p.add_argument(
         "--group-pattern",

@@ -332,7 +332,7 @@ def choose_data(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers
         datasets=datasets,
         folder=folder,
         root_flag=args.data_root,
-        split=args.split,
+        split=args.split or b.split,
         download=args.download,
         groups=groups,
         seed=args.seed,

@@ -39,6 +39,9 @@ class Budget:
     # where the models' first weights come from unless --weights says: "imagenet"
     # (fine-tuning, as paper 003 most likely did) or "scratch"
     weights: str = "scratch"
+    # pooled datasets (chromosomes): "grouped" keeps each case in one split (leak-free);
+    # "random" splits by image, as a paper did that its preset follows (--split overrides)
+    split: str = "grouped"
     expected_gap: str = ""  # why this budget's numbers differ from the paper's
 
     def __post_init__(self) -> None:
@@ -46,6 +49,8 @@ class Budget:
             raise ValueError(
                 f"Budget {self.name}: weights {self.weights!r}; allowed imagenet, scratch"
             )
+        if self.split not in ("grouped", "random"):
+            raise ValueError(f"Budget {self.name}: split {self.split!r}; allowed grouped, random")
 
 
 @dataclass(frozen=True)

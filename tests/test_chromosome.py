@@ -8,6 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sweeps import chromosome_baselines
+from sweeps.flags import build_parser
+from sweeps.plan import make_plan
 from trainables.data import (
     CHROMOSOME_CLASSES,
     DataError,
@@ -196,3 +199,17 @@ def test_chromosome_sweep_on_a_tiff_folder(ray_local, mlflow_server, gband_tiff_
     assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(child)}
     md = (tmp_path / "res" / "chromosome_baselines" / "table2_metrics.md").read_text()
     assert "TN/(TP+TN)" in md and "F1" in md
+
+
+@pytest.mark.parametrize(
+    "flags, split",
+    [
+        (["--budget", "paper"], "random"),  # the paper's protocol: by image (its line 228)
+        (["--budget", "paper", "--split", "grouped"], "grouped"),  # leak-free on request
+        (["--budget", "cpu"], "grouped"),
+        (["--budget", "cpu", "--split", "random"], "random"),
+    ],
+)
+def test_each_budget_splits_as_its_paper_unless_told(flags, split):
+    args = build_parser(chromosome_baselines.SWEEP).parse_args([*flags, "--weights", "scratch"])
+    assert make_plan(chromosome_baselines.SWEEP, args).data.split == split
