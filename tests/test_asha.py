@@ -92,14 +92,8 @@ def test_a_published_cell_is_never_stopped_but_still_judged(tmp_path):
 def test_rows_are_ranked_only_against_their_own_dataset(tmp_path):
     """A weak CIFAR-10 row is not stopped for being below MNIST rows; a weak MNIST row is."""
     groups = {"a": "mnist", "b": "mnist", "c": "cifar10", "d": "mnist"}
-    s = ResumableASHA(
-        tmp_path / "asha.json",
-        groups=groups,
-        time_attr="epoch",
-        max_t=9,
-        grace_period=1,
-        reduction_factor=3,
-    )
+    kw = dict(groups=groups, time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
+    s = ResumableASHA(tmp_path / "asha.json", **kw)
     s.set_search_properties("val_acc", "max")
     rows = {k: SimpleNamespace(trial_id=k, config={"label": k}) for k in groups}
     for t in rows.values():
@@ -111,12 +105,5 @@ def test_rows_are_ranked_only_against_their_own_dataset(tmp_path):
     by_group = {(r["group"], r["milestone"]): r["recorded"] for r in s.rungs()}
     assert by_group[("cifar10", 1)] == {"c": 0.40}
     assert set(by_group[("mnist", 1)]) == {"a", "b", "d"}
-    again = ResumableASHA(  # a restarted driver keeps each group's rungs apart
-        tmp_path / "asha.json",
-        groups=groups,
-        time_attr="epoch",
-        max_t=9,
-        grace_period=1,
-        reduction_factor=3,
-    )
+    again = ResumableASHA(tmp_path / "asha.json", **kw)  # a restarted driver: groups kept
     assert {(r["group"], r["milestone"]): r["recorded"] for r in again.rungs()} == by_group
