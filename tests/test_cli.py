@@ -257,8 +257,19 @@ def test_a_sweep_through_the_cli_end_to_end(mlflow_server, tiny_data_root, tmp_p
     rows = json.loads(cli("runs", "--storage-path", store, "--format", "json").stdout)
     assert [(r["name"], r["status"], r["trials"]) for r in rows] == [("via-cli", "finished", 4)]
     table = cli("show", "mnist_optimizers", "--results-dir", res, "--format", "json")
-    grid = [r for r in json.loads(table.stdout) if r["row"] == "grid"]
-    assert len(grid) == 4 and all(r["ours_test_acc_pct"] is not None for r in grid)
+    rows_shown = json.loads(table.stdout)
+    # the grid rows are every published cell that names its optimizer plus our cells; ours
+    # fills exactly the smoke grid, the paper's number beside its two lr-0.001 cells
+    ran = {
+        (r["model"], r["optimizer"], r["lr"]): r["published_test_acc_pct"]
+        for r in rows_shown
+        if r["row"] == "grid" and r["ours_test_acc_pct"] is not None
+    }
+    assert set(ran) == {("resnet18", o, lr) for o in ("sgd", "adam") for lr in (0.001, 0.01)}
+    assert {k: v for k, v in ran.items() if v is not None} == {
+        ("resnet18", "sgd", 0.001): 99.4,
+        ("resnet18", "adam", 0.001): 98.3,
+    }
 
     sweep_dir = res / "mnist_optimizers"
     md = (sweep_dir / "report.md").read_text()

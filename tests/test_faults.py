@@ -264,17 +264,17 @@ def test_killed_driver_resumes(tmp_path, cluster, mlflow_server, tiny_data_root)
     assert any(restored(rows) for rows in after.values()), "no trial resumed a checkpoint"
     # ASHA's rung records from before the kill are still there, with the same values
     final = json.loads((tmp_path / "ray" / ".cnnsweep" / name / "asha_state.json").read_text())
-    for (m0, rec0), (m1, rec1) in zip(before["brackets"][0], final["brackets"][0], strict=True):
+    # one sweep of one dataset: a single ASHA group, named ""
+    rungs0, rungs1 = before["groups"][""], final["groups"][""]
+    for (m0, rec0), (m1, rec1) in zip(rungs0, rungs1, strict=True):
         assert m0 == m1 and rec0.items() <= rec1.items(), (m0, rec0, rec1)
-    assert sum(len(r) for _, r in final["brackets"][0]) > sum(
-        len(r) for _, r in before["brackets"][0]
-    )
+    assert sum(len(r) for _, r in rungs1) > sum(len(r) for _, r in rungs0)
     report(
         fault="driver SIGKILLed, rerun with --resume",
         trials=len(trials),
         results_before_kill=sum(len(r) for r in res_before.values()),
         trials_finished_before_kill=len(same),
-        asha_records_before=sum(len(r) for _, r in before["brackets"][0]),
+        asha_records_before=sum(len(r) for _, r in rungs0),
         rows_lost=0,
         recover_s=round(time.time() - t0, 1),
         note="wall time of the resumed driver (start-up, data, remaining epochs)",

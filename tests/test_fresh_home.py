@@ -84,7 +84,11 @@ def test_make_up_run_down_on_a_fresh_home(tmp_path, tiny_data_root):
         assert max(len(line) for line in tail.splitlines() if " paper " in line) <= 100
 
         table = pd.read_parquet(tmp_path / "results" / "mnist_optimizers" / "table1.parquet")
-        assert table["ours_test_acc_pct"].notna().sum() == 4  # smoke: resnet18 x 2 opt x 2 lr
+        ours = table[table["ours_test_acc_pct"].notna()]
+        # smoke: resnet18 x 2 opt x 2 lr, and the paper's two resnet18 rows that name no
+        # optimizer, each beside our SGD cell at its lr
+        assert sorted(ours["row"]) == ["grid"] * 4 + ["paper_no_optimizer"] * 2
+        assert set(ours["model"]) == {"resnet18"}
         # Tune's default storage, ~/ray_results, was created on the fresh home
         assert any((home / "ray_results").iterdir())
     finally:

@@ -102,7 +102,11 @@ def test_the_progress_table_is_printed_whatever_an_earlier_sweep_left_behind():
     from sweeps.tuner import progress_reporter
 
     set_verbosity(Verbosity.V1_EXPERIMENT)  # what any earlier tune.run(verbose=1) leaves
-    reporter = progress_reporter(SimpleNamespace(cells=None, tune=SimpleNamespace(search="grid")))
+
+    def plan(cells=None, search="grid", seeds=(0,)):
+        return SimpleNamespace(cells=cells, tune=SimpleNamespace(search=search, seeds=seeds))
+
+    reporter = progress_reporter(plan())
     assert reporter._print_intermediate_tables
     assert list(reporter._metric_columns) == [
         "epoch",
@@ -112,10 +116,11 @@ def test_the_progress_table_is_printed_whatever_an_earlier_sweep_left_behind():
         "images_per_s",
     ]
     assert list(reporter._parameter_columns) == ["model", "optimizer", "lr"]
-    cells = progress_reporter(
-        SimpleNamespace(cells={"a": {}}, tune=SimpleNamespace(search="optuna"))
-    )
+    cells = progress_reporter(plan(cells={"a": {}}, search="optuna"))
     assert list(cells._parameter_columns) == ["label", "lr"]
+    # the same cell once per seed: the seed tells its rows apart
+    seeded = progress_reporter(plan(seeds=(0, 1, 2)))
+    assert list(seeded._parameter_columns) == ["model", "optimizer", "lr", "seed"]
 
 
 def test_lines_for_a_log_plain_and_with_what_is_left(capsys, monkeypatch):
