@@ -7,15 +7,19 @@ import time
 
 from sweeps.plan import Plan
 from trainables.config import ConfigError
-from trainables.data import DataSplits, load_splits, resolve_data_root
+from trainables.data import DataSplits, data_key, load_splits, resolve_data_root
 
 
 def load_data(plan: Plan) -> dict[str, DataSplits]:
-    """Every dataset the plan uses: {name: splits}."""
-    return {name: load_one(plan, name) for name in plan.data.datasets}
+    """Every dataset the plan uses: {name: splits}, and {name/split: splits} for the
+    other splits of leak-free twins (:func:`~trainables.data.data_key`)."""
+    data = {name: load_one(plan, name) for name in plan.data.datasets}
+    for name, split in plan.other_splits:
+        data[data_key(name, split)] = load_one(plan, name, split)
+    return data
 
 
-def load_one(plan: Plan, name: str) -> DataSplits:
+def load_one(plan: Plan, name: str, split: str | None = None) -> DataSplits:
     t0 = time.perf_counter()
     b, src = plan.budget, plan.data
     print(f"[data] decoding {src.folder or name} once for all trials ...", flush=True)
@@ -23,7 +27,7 @@ def load_one(plan: Plan, name: str) -> DataSplits:
         name,
         root=src.folder or resolve_data_root(src.root_flag),
         image_size=b.image_size,
-        split=src.split,
+        split=split or src.split,
         download=src.download,
         val_fraction=plan.sweep.val_fraction,
         split_fractions=plan.sweep.split_fractions,

@@ -20,7 +20,7 @@ from sweeps.settings import STATE_FOLDER, results_dir, storage_path
 from sweeps.sweep import Budget, SweepDef, cell_key
 from sweeps.tracking_uri import resolve_tracking_uri
 from trainables.config import ConfigError, TrialConfig
-from trainables.data import FileGroups, list_datasets
+from trainables.data import FileGroups, data_key, list_datasets
 from trainables.models import get_spec, list_models
 from trainables.models import weights as model_weights
 
@@ -136,7 +136,16 @@ class Plan:
     @property
     def asha_groups(self) -> dict[str, str]:
         """Table rows -> their dataset: ASHA ranks a trial only against its own dataset's."""
-        return {label: str(c.get("dataset", "")) for label, c in (self.cells or {}).items()}
+        return {
+            label: str(data_key(c.get("dataset", ""), c.get("split")))
+            for label, c in (self.cells or {}).items()
+        }
+
+    @property
+    def other_splits(self) -> tuple[tuple[str, str], ...]:
+        """(dataset, split) that trials use besides the plan's split: leak-free twins."""
+        configs = (self.cells or {}).values()
+        return tuple(dict.fromkeys((c["dataset"], c["split"]) for c in configs if c.get("split")))
 
     @property
     def fingerprint(self) -> dict:
@@ -167,6 +176,8 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     weights = choose_weights(args)
     base = base_config(sweep, budget, args) | weights.config
     data, cells = choose_data(sweep, budget, args, base, models, optimizers)
+    if cells is None and args.search == "grid":
+        cells = leak_free_twins(budget, data, base, models, optimizers, lrs)
     if cells is not None:  # a row's own "pretrained" gives way to the flags
         cells = {label: cell | weights.config for label, cell in cells.items()}
     weights = check_weight_files(weights, base, cells, models)
@@ -338,6 +349,24 @@ def choose_data(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers
         seed=args.seed,
     )
     return source, cells
+
+
+def leak_free_twins(b: Budget, data: DataSource, base: dict, models, optimizers, lrs):
+    """A by-image ("random") preset's grid as table rows, each cell of the budget's
+    ``leak_free`` models beside a twin on the grouped split, so the tables show what the
+    paper's leak is worth. None when there is nothing to twin: another split, none of
+    those models, or a folder with no case groups (its "grouped" split would be by image)."""
+    twins = [m for m in models if m in b.leak_free]
+    if data.split != "random" or not twins or (data.folder is not None and data.groups is None):
+        return None
+    cells = {}
+    for m, o, lr in itertools.product(models, optimizers, lrs):
+        label = f"{m} / {o} / lr {lr:g}"
+        cells[label] = {**base, "model": m, "optimizer": o, "lr": lr, "label": label}
+        if m in twins:
+            twin = f"{label} / leak-free split"
+            cells[twin] = {**cells[label], "label": twin, "split": "grouped"}
+    return cells
 
 
 def check_trial_configs(base, cells, models, optimizers, grid_lrs, lr_range) -> None:

@@ -73,6 +73,7 @@ def collect(
         if len(df):
             epoch_frames.append(epoch_rows(df, tid, run_ids.get(tid), cfg))
     trials = pd.DataFrame(rows)
+    trials["split"] = trials["split"].astype("string")  # all None in most sweeps: not null-typed
     for col in TEST_METRICS:
         trials[col] = pd.to_numeric(trials[col], errors="coerce")
     epochs = (
@@ -131,6 +132,7 @@ def config_columns(cfg: dict, max_t: int) -> dict:
         "trial_id": None,  # filled by trial_row; first column of the table
         "label": cfg.get("label", ""),
         "dataset": cfg.get("dataset"),
+        "split": cfg.get("split"),  # set only where it differs from the sweep's
         "model": cfg["model"],
         "optimizer": cfg["optimizer"],
         "lr": float(cfg["lr"]),

@@ -111,6 +111,7 @@ def progress_reporter(plan: Plan) -> CLIReporter:
         # which an earlier sweep in the same process has lowered (then no table at all)
         print_intermediate_tables=True,
         max_progress_rows=40,
+        max_column_length=56,  # a row label names its cell in full (leak-free twins too)
         max_report_frequency=30,
     )
 

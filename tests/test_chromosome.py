@@ -3,7 +3,10 @@ no code change, and the pretrained-weights fallback is recorded."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -206,10 +209,61 @@ def test_chromosome_sweep_on_a_tiff_folder(ray_local, mlflow_server, gband_tiff_
     [
         (["--budget", "paper"], "random"),  # the paper's protocol: by image (its line 228)
         (["--budget", "paper", "--split", "grouped"], "grouped"),  # leak-free on request
-        (["--budget", "cpu"], "grouped"),
-        (["--budget", "cpu", "--split", "random"], "random"),
+        (["--budget", "cpu"], "random"),
+        (["--budget", "cpu", "--split", "grouped"], "grouped"),
     ],
 )
 def test_each_budget_splits_as_its_paper_unless_told(flags, split):
     args = build_parser(chromosome_baselines.SWEEP).parse_args([*flags, "--weights", "scratch"])
     assert make_plan(chromosome_baselines.SWEEP, args).data.split == split
+
+
+def test_a_by_image_preset_runs_leak_free_twins_beside_its_cells():
+    """cpu: the paper's by-image split for all eight models, and for the five fastest a
+    twin on the split grouped by case, ranked only against its own split."""
+    sweep = chromosome_baselines.SWEEP
+    plan = make_plan(sweep, build_parser(sweep).parse_args(["--budget", "cpu"]))
+    twins = {k: c for k, c in plan.cells.items() if c.get("split")}
+    assert len(plan.cells) == 8 + 5
+    assert {c["model"] for c in twins.values()} == set(sweep.budgets["cpu"].leak_free)
+    assert {c["split"] for c in twins.values()} == {"grouped"}
+    assert all(k.endswith(" / leak-free split") for k in twins)
+    assert plan.other_splits == (("chromosome_gband", "grouped"),)
+    groups = plan.asha_groups
+    assert groups["resnet50 / adam / lr 0.001"] == "chromosome_gband"
+    assert groups["resnet50 / adam / lr 0.001 / leak-free split"] == "chromosome_gband/grouped"
+    # the leak-free split asked for alone, or only models without twins: a plain grid
+    for flags in (["--split", "grouped"], ["--models", "resnet152"]):
+        args = build_parser(sweep).parse_args(["--budget", "cpu", *flags])
+        assert make_plan(sweep, args).cells is None
+
+
+@pytest.mark.slow
+def test_leak_free_twin_beside_the_by_image_trial(
+    ray_local, mlflow_server, shared_data_root, tmp_path
+):
+    """The smoke preset on the registered G-band set: MobileNetV2's row of Table 2 has its
+    by-image accuracy (compared with the paper) and its twin's leak-free one beside it."""
+    from sweeps.results import load_results
+    from sweeps.runner import main
+
+    res = tmp_path / "res"
+    flags = ["--budget", "smoke", "--weights", "scratch", "--data-root", str(shared_data_root)]
+    flags += ["--tracking-uri", mlflow_server, "--results-dir", str(res)]
+    rc = main(chromosome_baselines.SWEEP, [*flags, "--storage-path", str(tmp_path / "ray")])
+    assert rc == 0
+    t = load_results("chromosome_baselines", res, engine="fastparquet")
+    trials = t["trials"]
+    assert sorted(trials["split"].fillna("-")) == ["-", "-", "grouped"]
+    twin = trials[trials["split"] == "grouped"].iloc[0]
+    plain = trials[(trials["model"] == "mobilenet_v2") & trials["split"].isna()].iloc[0]
+    t2 = t["table2_metrics"].set_index("model")
+    assert len(t2) == 2  # one row per model: the twin is a column, not a row
+    row = t2.loc["mobilenet_v2"]
+    assert row["ours_accuracy"] == pytest.approx(100 * plain["test_acc"])
+    assert row["ours_accuracy_leak_free"] == pytest.approx(100 * twin["test_acc"])
+    assert row["leak_pp"] == pytest.approx(row["ours_accuracy"] - row["ours_accuracy_leak_free"])
+    assert pd.isna(t2.loc["resnet50", "ours_accuracy_leak_free"])
+    prov = json.loads((res / "chromosome_baselines" / "provenance.json").read_text())
+    splits = {k: v["split"] for k, v in prov["data"].items() if isinstance(v, dict)}
+    assert splits == {"chromosome_gband": "random", "chromosome_gband/grouped": "grouped"}

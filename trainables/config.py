@@ -52,6 +52,9 @@ class TrialConfig:
     select_by: str = "val_acc"  # which validation metric picks the weights that get tested
     measure_inference: bool = False  # time inference per 1,000 test samples at the end
     dataset: str | None = None  # which of the sweep's datasets (sweeps over several)
+    # a pooled dataset's split for this trial when it differs from the sweep's: "grouped"
+    # for the leak-free twin of a cell a by-image preset runs (trainables.data.data_key)
+    split: str | None = None
     label: str = ""  # the paper-table row this trial fills (MLflow run name, results)
     augment: str = "none"  # batch augmentation on the device: see trainables.augment
     # "epoch": the weights after each epoch are the candidates validation chooses from;
@@ -160,6 +163,8 @@ class TrialConfig:
             _bad("amp", self.amp, f"one of {', '.join(AMP)}")
         if self.data_placement not in DATA_PLACEMENTS:
             _bad("data_placement", self.data_placement, f"one of {', '.join(DATA_PLACEMENTS)}")
+        if self.split not in (None, "grouped", "random"):
+            _bad("split", self.split, "grouped, random or None (the sweep's split)")
         if self.in_channels not in (1, 3):
             _bad("in_channels", self.in_channels, "1 or 3")
         low = get_spec(self.model).min_input_size

@@ -18,7 +18,7 @@ from ray import tune
 
 from trainables import metrics as M
 from trainables.config import TrialConfig
-from trainables.data import DataSplits
+from trainables.data import DataSplits, data_key
 from trainables.engine import Run, load_checkpoint, save_checkpoint
 from trainables.progress import EpochBar
 
@@ -78,9 +78,10 @@ def make_run(
     """The validated config and its dataset (a sweep may hold several) -> a fresh Run."""
     cfg = TrialConfig.from_dict(resolve_config(config, cells))
     if isinstance(data, dict):
-        if cfg.dataset not in data:
-            raise ValueError(f"dataset {cfg.dataset!r} is not loaded; loaded: {', '.join(data)}")
-        data = data[cfg.dataset]
+        key = data_key(cfg.dataset, cfg.split)
+        if key not in data:
+            raise ValueError(f"dataset {key!r} is not loaded; loaded: {', '.join(data)}")
+        data = data[key]
     return Run(cfg, data)
 
 

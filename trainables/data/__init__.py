@@ -17,7 +17,7 @@ circle.
 from trainables.data import folders, parquet, synthetic, torchvision_source
 from trainables.data.folders import class_names, load_image_folder
 from trainables.data.images import DEFAULT_SIZE, decode_png, pad_resize, pad_resize_all
-from trainables.data.load import load_splits
+from trainables.data.load import data_key, load_splits
 from trainables.data.manifest import read_manifest, sha256_file, verify_files
 from trainables.data.parquet import read_parquet_images
 from trainables.data.registry import (
@@ -55,6 +55,7 @@ __all__ = [
     "get_dataset",
     "list_datasets",
     "load_image_folder",
+    "data_key",
     "load_splits",
     "make_synthetic",
     "pad_resize",
