@@ -96,7 +96,7 @@ def _split_pooled(
             + (
                 "pass --group-pattern or --groups-csv"
                 if pool.groups is None
-                else "drop --split random to split by case"
+                else "--split grouped splits by case"
             )
         )
     return (pool.take(tr), pool.take(va), pool.take(te)), how
