@@ -19,8 +19,8 @@ import ray
 from sweeps import plots
 from sweeps.ray_cluster import Cluster
 from sweeps.tracking import MlflowTrialLogger
-from sweeps.trials import best_by_validation, display_name
-from trainables.data import DataSplits
+from sweeps.trials import best_by_validation, data_keys, display_name
+from trainables.data import DataSplits, data_key
 from trainables.schema import TEST_METRICS
 from trainables.trainable import evaluate_checkpoint
 
@@ -75,7 +75,7 @@ def log_trial_artifacts(
     for row in trials.itertuples():
         if not row.mlflow_run_id:
             continue
-        d = data[row.dataset]
+        d = data[data_key(row.dataset, row.split if isinstance(row.split, str) else None)]
         with tempfile.TemporaryDirectory() as tmp:
             arts = trial_figures(row, epochs, confusions, d, Path(tmp))
             logger.log_final(
@@ -142,8 +142,9 @@ def best_trial_figures(
     done = trials[trials["test_acc"].notna()]
     if done.empty:
         return out
-    for _, best in best_by_validation(done, "dataset").iterrows():
-        name, d = best["dataset"], data[best["dataset"]]
+    done = done.assign(data=data_keys(done))
+    for _, best in best_by_validation(done, "data").iterrows():
+        d, name = data[best["data"]], best["data"]
         title = f"best on {name} by validation: {display_name(best)}"
         if best["trial_id"] in confusions:
             out.append(

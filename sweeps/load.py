@@ -11,7 +11,7 @@ from trainables.data import DataSplits, data_key, load_splits, resolve_data_root
 
 
 def load_data(plan: Plan) -> dict[str, DataSplits]:
-    """Every dataset the plan uses: {name: splits}, and {name/split: splits} for the
+    """Every dataset the plan uses: {name: splits}, and {name-split: splits} for the
     other splits of leak-free twins (:func:`~trainables.data.data_key`)."""
     data = {name: load_one(plan, name) for name in plan.data.datasets}
     for name, split in plan.other_splits:

@@ -48,6 +48,7 @@ from sweeps.report_sections import (
 )
 from sweeps.results import copy_file, load_results, publish_lock, write_text
 from sweeps.settings import NOT_PAPER_TABLES
+from sweeps.trials import data_keys
 
 REPORT = "report"  # the figures' folder inside results/<sweep>/ and in the MLflow run
 PAGES = ("report.md", "report.html")
@@ -117,6 +118,7 @@ def normalised_trials(trials: pd.DataFrame, prov: dict) -> pd.DataFrame:
     if "dataset" not in t:
         t["dataset"] = data.get("name", "") if isinstance(data, dict) else ""
     t["dataset"] = t["dataset"].fillna("").astype(str)
+    t["dataset"] = data_keys(t)  # a leak-free twin's data is its own (dataset-split)
     if "max_epochs" not in t:
         t["max_epochs"] = int(t["epochs_run"].max())
     if "stopped_by_rule" not in t:  # such tables record one rule only: patience

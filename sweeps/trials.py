@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainables.data import data_key
 from trainables.schema import EPOCH_METRICS, TEST_METRICS
 from trainables.trainable import resolve_config
 
@@ -35,6 +36,21 @@ def run_name(config: dict, with_seed: bool = False) -> str:
     else:
         name = f"{config.get('model')}-{config.get('optimizer')}-lr{config.get('lr', 0):.3g}"
     return f"{name}-s{config.get('seed', 0)}" if with_seed else name
+
+
+def data_keys(trials: pd.DataFrame) -> pd.Series:
+    """Per trial, the data it trained and was tested on: its dataset, or ``dataset-split``
+    for a leak-free twin (the key of the sweep's loaded data, trainables.data.data_key).
+    Trials on different data are never ranked against each other."""
+    split = trials["split"] if "split" in trials else pd.Series(None, trials.index, dtype=object)
+    return pd.Series(
+        [
+            data_key(d, s if isinstance(s, str) else None)
+            for d, s in zip(trials["dataset"], split, strict=True)
+        ],
+        index=trials.index,
+        dtype=object,
+    )
 
 
 def best_by_validation(trials: pd.DataFrame, by: str | list[str] | None = None):

@@ -231,7 +231,7 @@ def test_a_by_image_preset_runs_leak_free_twins_beside_its_cells():
     assert plan.other_splits == (("chromosome_gband", "grouped"),)
     groups = plan.asha_groups
     assert groups["resnet50 / adam / lr 0.001"] == "chromosome_gband"
-    assert groups["resnet50 / adam / lr 0.001 / leak-free split"] == "chromosome_gband/grouped"
+    assert groups["resnet50 / adam / lr 0.001 / leak-free split"] == "chromosome_gband-grouped"
     # the leak-free split asked for alone, or only models without twins: a plain grid
     for flags in (["--split", "grouped"], ["--models", "resnet152"]):
         args = build_parser(sweep).parse_args(["--budget", "cpu", *flags])
@@ -266,4 +266,4 @@ def test_leak_free_twin_beside_the_by_image_trial(
     assert pd.isna(t2.loc["resnet50", "ours_accuracy_leak_free"])
     prov = json.loads((res / "chromosome_baselines" / "provenance.json").read_text())
     splits = {k: v["split"] for k, v in prov["data"].items() if isinstance(v, dict)}
-    assert splits == {"chromosome_gband": "random", "chromosome_gband/grouped": "grouped"}
+    assert splits == {"chromosome_gband": "random", "chromosome_gband-grouped": "grouped"}

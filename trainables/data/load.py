@@ -21,8 +21,9 @@ Splits = tuple[ImageSet, ImageSet, ImageSet]
 
 def data_key(dataset: str | None, split: str | None = None) -> str | None:
     """A sweep's loaded splits are keyed by dataset name; a trial that asks for another
-    split of that dataset (a leak-free twin) finds it under ``name/split``."""
-    return dataset if split is None else f"{dataset}/{split}"
+    split of that dataset (a leak-free twin) finds it under ``name-split`` (MLflow keys and file
+    names can carry it)."""
+    return dataset if split is None else f"{dataset}-{split}"
 
 
 def load_splits(
