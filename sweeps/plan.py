@@ -126,11 +126,14 @@ class Plan:
         Optuna (its samples explore)."""
         if self.tune.search != "grid":
             return frozenset()
-        if self.cells is not None:
+        if self.cells is not None and self.sweep.cells is not None:
             return frozenset(self.cells)
         published = self.sweep.published_cell or (lambda cfg: False)
-        cells = itertools.product(self.models, self.optimizers, self.lrs)
-        configs = ({"model": m, "optimizer": o, "lr": lr} for m, o, lr in cells)
+        if self.cells is not None:  # a grid with leak-free twins: a twin is its cell's peer
+            configs = self.cells.values()
+        else:
+            cells = itertools.product(self.models, self.optimizers, self.lrs)
+            configs = ({"model": m, "optimizer": o, "lr": lr} for m, o, lr in cells)
         return frozenset(cell_key(c) for c in configs if published(c))
 
     @property

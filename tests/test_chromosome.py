@@ -232,6 +232,12 @@ def test_a_by_image_preset_runs_leak_free_twins_beside_its_cells():
     groups = plan.asha_groups
     assert groups["resnet50 / adam / lr 0.001"] == "chromosome_gband"
     assert groups["resnet50 / adam / lr 0.001 / leak-free split"] == "chromosome_gband-grouped"
+    # the paper preset: ASHA stops no cell at the paper's lr 1e-4, nor its twin, and may
+    # stop the others
+    paper = make_plan(sweep, build_parser(sweep).parse_args(["--budget", "paper"]))
+    assert paper.protected == {k for k, c in paper.cells.items() if c["lr"] == 1e-4}
+    assert len(paper.protected) == 2 * 2 * 8  # SGD and Adam, each with its twin, 8 models
+    assert len(paper.cells) > len(paper.protected)
     # the leak-free split asked for alone, or only models without twins: a plain grid
     for flags in (["--split", "grouped"], ["--models", "resnet152"]):
         args = build_parser(sweep).parse_args(["--budget", "cpu", *flags])
