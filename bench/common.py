@@ -69,3 +69,53 @@ def record(name: str, row: dict, ratio_name: str, ratio: float, target: str) -> 
     print(json.dumps({k: v for k, v in flat.items() if k != "command"}, default=str))
     print(f"{ratio_name} = {ratio:.3f} (target {target})")
     return path
+
+
+def train_and_test(
+    dataset: str,
+    config: dict,
+    *,
+    root: str,
+    train_limit: int | None,
+    val_limit: int,
+    epochs: int,
+    val_fraction: float = 0.1,
+    split_fractions: tuple[float, float, float] | None = None,
+) -> dict:
+    """Train one trial config for ``epochs`` over a stratified ``train_limit``-image
+    subset on one torch thread (as the sweep runs its trials), then test its
+    best-validation weights on the **full** test split. Meant for a child process, so two
+    options run side by side."""
+    import torch
+
+    from trainables.config import TrialConfig
+    from trainables.data import load_splits
+    from trainables.engine import Run
+
+    torch.set_num_threads(1)
+    data = load_splits(
+        dataset,
+        root=Path(root),
+        image_size=config["image_size"],
+        seed=config.get("seed", 0),
+        train_limit=train_limit,
+        val_limit=val_limit,
+        val_fraction=val_fraction,
+        split_fractions=split_fractions,
+    )
+    cfg = TrialConfig.from_dict(config | {"epochs": epochs, "num_threads": 1, "dataset": dataset})
+    t0 = time.perf_counter()
+    run = Run(cfg, data)
+    for _ in range(epochs):
+        run.train_epoch()
+        if run.early_stopped:  # a sweep's stopping rule ends it here too (ANet-c6's break)
+            break
+    test = run.test_best()
+    return {
+        "train_images": len(data.train.labels),
+        "epochs": epochs,
+        "best_epoch": run.best_epoch,
+        "test_images": len(data.test.labels),
+        "test_acc": test.acc,
+        "wall_s": time.perf_counter() - t0,
+    }

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import record  # noqa: E402
+from bench.common import record, train_and_test  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # option name -> (train images, epochs)
@@ -37,35 +36,12 @@ OPTIONS = {"4k x 3": (4000, 3), "12k x 1": (12000, 1), "24k x 1": (24000, 1), "5
 
 def one_option(name: str, model: str, optimizer: str, lr: float, seed: int, root: str) -> dict:
     """Train and test one option in this (child) process, on one thread."""
-    import torch
-
-    from trainables.config import TrialConfig
-    from trainables.data import load_splits
-    from trainables.engine import Run
-
-    torch.set_num_threads(1)
     train, epochs = OPTIONS[name]
-    data = load_splits(
-        "mnist", root=Path(root), image_size=32, seed=seed, train_limit=train, val_limit=1000
+    config = {"model": model, "optimizer": optimizer, "lr": lr, "image_size": 32, "seed": seed}
+    out = train_and_test(
+        "mnist", config, root=root, train_limit=train, val_limit=1000, epochs=epochs
     )
-    cfg = TrialConfig.from_dict(
-        {"model": model, "optimizer": optimizer, "lr": lr, "epochs": epochs, "image_size": 32}
-        | {"seed": seed, "num_threads": 1, "dataset": "mnist"}
-    )
-    t0 = time.perf_counter()
-    run = Run(cfg, data)
-    for _ in range(epochs):
-        run.train_epoch()
-    test = run.test_best()
-    wall = time.perf_counter() - t0
-    return {
-        "option": name,
-        "train_images": len(data.train.labels),
-        "epochs": epochs,
-        "test_images": len(data.test.labels),
-        "test_acc": test.acc,
-        "wall_s": wall,
-    }
+    return {"option": name} | out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,6 +31,8 @@ from trainables.schema import METRIC
 def run_sweep(plan: Plan, data: dict[str, DataSplits]) -> int:
     """Run the plan's trials and publish their tables; the process exit code."""
     started = time.time()
+    for label, why in plan.weights.skipped.items():
+        print(f"[weights] {label}: {why}", flush=True)
     cluster = connect(plan.resources)
     prov = sweep_provenance(plan, data, cluster)
     logger, run_url = open_tracking(plan, data, prov)
@@ -71,6 +73,7 @@ def sweep_provenance(plan: Plan, data: dict[str, DataSplits], cluster: Cluster) 
             "choice": plan.weights.choice or "the sweep's recipe",
             "folder": str(plan.weights.folder) if plan.weights.folder else None,
             "files": plan.weights.files,
+            "skipped": plan.weights.skipped,
         },
         resources={
             "cpus_per_trial": cluster.cpus_per_trial,

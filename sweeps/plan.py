@@ -12,7 +12,7 @@ import itertools
 import os
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sweeps import run_record
@@ -65,6 +65,8 @@ class Weights:
     choice: str | None  # "imagenet", "scratch", a file; None: each sweep's own recipe
     folder: Path | None  # --weights-dir / $CNNSWEEP_WEIGHTS_DIR: searched first
     files: dict[str, dict]  # model -> {"file", "sha256", "checked"}: what will be read
+    # label -> why: cells left out because their weights are not here (Budget.weights_or_skip)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def config(self) -> dict:
@@ -184,6 +186,7 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
     if cells is not None:  # a row's own "pretrained" gives way to the flags
         cells = {label: cell | weights.config for label, cell in cells.items()}
     weights = check_weight_files(weights, base, cells, models)
+    cells, weights = skip_missing_weights(budget, weights, cells)
     check_trial_configs(
         base, cells, models, optimizers, lrs if args.search == "grid" else None, sweep.lr_range
     )
@@ -312,6 +315,32 @@ def check_weight_files(w: Weights, base: dict, cells, models) -> Weights:
                 "checked": found.checked,
             }
     return replace(w, files=files)
+
+
+def skip_missing_weights(b: Budget, w: Weights, cells) -> tuple[dict | None, Weights]:
+    """With a budget that runs ImageNet-weights cells only where the file is here
+    (:attr:`Budget.weights_or_skip`): the cells left, and ``w`` recording the others."""
+    if cells is None or not b.weights_or_skip:
+        return cells, w
+    kept, skipped = {}, {}
+    for label, cell in cells.items():
+        name = get_spec(cell["model"]).imagenet
+        here = name and (cell["model"] in w.files or model_weights.cached(name) is not None)
+        if cell.get("pretrained") and not here:
+            skipped[label] = (
+                f"no_weights: not run: no {name or 'ImageNet'} weights file here (weights "
+                "folder or the library's cache), and from scratch the row would not be the "
+                f"paper's transfer learning; `cnnsweep weights fetch {name}` supplies it"
+            )
+        else:
+            kept[label] = cell
+    if not kept:
+        raise ConfigError(
+            f"budget {b.name}: every selected row needs ImageNet weights that are not here "
+            f"({', '.join(skipped)}); allowed: --weights-dir with their files, or "
+            "--weights scratch to train them from scratch"
+        )
+    return kept, replace(w, skipped=skipped)
 
 
 def choose_data(sweep: SweepDef, b: Budget, args, base: dict, models, optimizers):

@@ -46,6 +46,11 @@ class Budget:
     # twice, so the tables show the leak-free result beside the paper's protocol (the
     # size of the leak). Needs case groups (registered chromosome sets, --groups-csv).
     leak_free: tuple[str, ...] = ()
+    # True: a cell that starts from ImageNet weights runs only where its file is here (the
+    # weights folder or the library's cache). Without it the cell would train from
+    # scratch, which is not the paper's experiment: its table row says `no_weights`
+    # instead, and its minutes go to the comparable cells.
+    weights_or_skip: bool = False
     expected_gap: str = ""  # why this budget's numbers differ from the paper's
 
     def __post_init__(self) -> None:

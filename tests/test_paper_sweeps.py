@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from test_sweep import sweep_args
 
 from sweeps import anet_generalization, cifar_cnns
+from sweeps.flags import build_parser
+from sweeps.plan import make_plan
 from sweeps.provenance import load_provenance
 from sweeps.results import load_results, read_table
 from sweeps.runner import main
+from trainables.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def children(uri: str, experiment: str, name: str):
@@ -66,8 +72,13 @@ def test_keras_smoke_sweep(ray_local, mlflow_server, tiny_data_root, tmp_path):
     assert set(tables) >= {"table3_augmentation", "mnist_simple_cnn", "trials"}
     mnist = tables["mnist_simple_cnn"].iloc[0]
     assert mnist.published_test_acc_pct == 99.37 and mnist.network == "MNIST: Simple CNN"
-    t3 = tables["table3_augmentation"].iloc[0]
-    assert t3.network == "VGG blocks + Dropout + Batch norm + augmentation"
+    t3 = tables["table3_augmentation"].set_index("network")
+    # every row of a dataset the sweep ran is in its table; the two not run: ours empty
+    assert len(t3) == 8 and t3["ours_test_acc_pct"].notna().sum() == 1
+    skipped = t3.loc["VGG blocks + Dropout + augmentation"]
+    assert skipped.test_acc_verdict == "not_comparable"
+    assert skipped.test_acc_verdict_reason == "budget: this cell did not run in this preset"
+    t3 = t3.loc["VGG blocks + Dropout + Batch norm + augmentation"]
     assert t3.augment == "flip_shift"
     assert (t3.published_test_acc_pct, t3.published_without_aug_pct) == (87.11, 84.42)
     # both engines read every table
@@ -98,3 +109,44 @@ def test_cell_filters_and_errors(tmp_path, capsys, tiny_data_root):
     assert main(anet_generalization.SWEEP, bad) == 2
     err = capsys.readouterr().err
     assert "--dataset svhn: ['svhn'] not allowed; allowed: mnist,cifar10,chromosome_gband" in err
+
+
+def test_keras_cpu_preset_runs_transfer_rows_only_with_their_weights(tmp_path, monkeypatch):
+    """Without ImageNet files a transfer row would train from scratch and be compared with
+    transfer learning: the cpu preset leaves it out, says why, and runs the rest."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no library cache either
+    monkeypatch.delenv("CNNSWEEP_WEIGHTS_DIR", raising=False)
+    sweep = cifar_cnns.SWEEP
+    plan = make_plan(sweep, build_parser(sweep).parse_args(["--budget", "cpu"]))
+    transfer = {k for k, (_, _, m, _, _) in cifar_cnns.space.ROWS.items() if "transfer" in m}
+    assert len(transfer) == 8
+    assert set(plan.weights.skipped) == transfer
+    assert set(plan.cells) == set(cifar_cnns.space.ROWS) - transfer
+    why = plan.weights.skipped["Resnet50 + Adam"]
+    assert why.startswith("no_weights: not run") and "cnnsweep weights fetch resnet50" in why
+    # asked for explicitly, a from-scratch transfer row still runs (and says so)
+    args = build_parser(sweep).parse_args(["--budget", "cpu", "--weights", "scratch"])
+    assert len(make_plan(sweep, args).cells) == len(cifar_cnns.space.ROWS)
+    # only transfer rows selected and no weights: refused before anything runs
+    args = build_parser(sweep).parse_args(["--budget", "cpu", "--models", "vgg19_transfer"])
+    with pytest.raises(ConfigError, match="every selected row needs ImageNet weights"):
+        make_plan(sweep, args)
+
+
+def test_keras_tables_keep_rows_not_run_with_their_reason():
+    """Table II from trials without its transfer rows: each published row stays, ours
+    empty, not_comparable: no_weights; Table I's rows are compared as before."""
+    trials = read_table(REPO / "results" / "cifar_cnns" / "trials.parquet", "pyarrow")
+    scratch = trials[~trials["model"].str.contains("transfer")]
+    tables = cifar_cnns.tables(scratch)
+    t2 = tables["table2_transfer"]
+    assert list(t2["published_test_acc_pct"]) == [75.52, 80.85, 84.97]
+    assert t2["ours_test_acc_pct"].isna().all()
+    assert set(t2["verdict"]) == {"not_comparable"}
+    assert t2["verdict_reason"].str.startswith("no_weights: not run").all()
+    t1 = tables["table1_scratch"].set_index("network")
+    assert t1.loc["Simple CNN", "ours_test_acc_pct"] == pytest.approx(
+        100 * scratch.set_index("label").loc["Simple CNN", "test_acc"]
+    )
+    t3 = tables["table3_augmentation"]
+    assert len(t3) == 8 and t3["ours_test_acc_pct"].notna().sum() == 3
