@@ -111,7 +111,8 @@ class Comparison:
         columns after that, and this contract attached for
         :func:`sweeps.results.write_parquet` to store. A row's forced reason ("code:
         detail") may come in a ``not_comparable`` column (all its metrics) or in
-        ``<prefix>not_comparable`` (one metric); they are kept."""
+        ``<prefix>not_comparable`` (one metric); once judged they are dropped, as each
+        verdict's reason column carries them."""
         df = df.copy()
         for pair in self.pairs:
             if pair.ours not in df or pair.published not in df:
@@ -124,7 +125,8 @@ class Comparison:
             for col in judged.columns:
                 df.insert(at, col, judged[col])
                 at += 1
-        return self.attach(df)
+        reasons = [c for c in df if c == "not_comparable" or c.endswith("_not_comparable")]
+        return self.attach(df.drop(columns=reasons))
 
     def prefix(self, pair: Pair) -> str:
         """'' for a table with one compared metric, else the ours column's name + '_'."""
