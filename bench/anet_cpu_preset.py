@@ -12,7 +12,8 @@ validation images), and tests the selected candidate on the whole 5 % test split
   18k x 1    the same steps, each on a new image
 
 Each row of ``results/benchmarks/anet_cpu_preset.parquet`` holds one dataset's options;
-the last line is the accuracy of ``18k x 1`` minus that of ``6k x 3``.
+the last line is the accuracy of ``18k x 1`` minus that of ``6k x 3``. ``--lr`` sets the
+base lr (the paper names none; the preset's is Adam 1e-4).
 
     flock /tmp/cnnsweep-bench.lock .venv/bin/python bench/anet_cpu_preset.py   # ~7 min
 """
@@ -35,9 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {"6k x 3": (6000, 3), "18k x 1": (18000, 1)}
 
 
-def one_option(model: str, dataset: str, name: str, root: str) -> dict:
+def one_option(model: str, dataset: str, name: str, lr: float, root: str) -> dict:
     """Train and test one (cell, option) in this (child) process, on one thread."""
-    config = space.rows(SIZES["cpu"], CHECK_EVERY["cpu"])[f"{model} on {dataset}"]
+    config = space.rows(SIZES["cpu"], CHECK_EVERY["cpu"])[f"{model} on {dataset}"] | {"lr": lr}
     train, epochs = OPTIONS[name]
     out = train_and_test(
         dataset, config, root=root, train_limit=train, val_limit=1000, epochs=epochs,
@@ -53,22 +54,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", help="folder holding the datasets (default $CNNSWEEP_DATA_ROOT)")
     p.add_argument("--model", default="anet_c6", choices=space.MODELS)
     p.add_argument("--datasets", default="mnist,cifar10", help="comma-separated")
+    p.add_argument("--lr", type=float, default=space.LRS[0], help="the base lr (Adam)")
     args = p.parse_args(argv)
     from trainables.data import resolve_data_root
 
     root = str(resolve_data_root(args.data_root) or (REPO.parent / "shared" / "data").resolve())
     jobs = [(d, o) for d in args.datasets.split(",") for o in OPTIONS]
     with ProcessPoolExecutor(2) as pool:
-        futures = [pool.submit(one_option, args.model, d, o, root) for d, o in jobs]
+        futures = [pool.submit(one_option, args.model, d, o, args.lr, root) for d, o in jobs]
         results = [f.result() for f in futures]
     for dataset in dict.fromkeys(r["dataset"] for r in results):
-        row = {"model": args.model, "dataset": dataset, "data_root": root}
+        row = {"model": args.model, "dataset": dataset, "lr": args.lr, "data_root": root}
         for r in (r for r in results if r["dataset"] == dataset):
             key = r["option"].replace(" ", "")
             print(
-                f"{args.model} on {dataset} {r['option']:>7}: {r['train_images']} train x "
-                f"{r['epochs']} epochs, test {100 * r['test_acc']:.2f} % on "
-                f"{r['test_images']}, {r['wall_s']:.0f} s"
+                f"{args.model} on {dataset}, lr {args.lr:g}, {r['option']:>7}: "
+                f"{r['train_images']} train x {r['epochs']} epochs, "
+                f"test {100 * r['test_acc']:.2f} % on {r['test_images']}, {r['wall_s']:.0f} s"
             )
             row |= {f"{key}_test_acc": r["test_acc"], f"{key}_wall_s": r["wall_s"]}
         acc = {r["option"]: r["test_acc"] for r in results if r["dataset"] == dataset}
