@@ -20,18 +20,15 @@ base lr (the paper names none; the preset's is Adam 1e-4).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import record, train_and_test  # noqa: E402
+from bench import common  # noqa: E402
 from search_spaces import anet_c6 as space  # noqa: E402
 from sweeps.anet_generalization import CHECK_EVERY, SIZES, SWEEP  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 # option name -> (train images, epochs): 18,000 image passes each
 OPTIONS = {"6k x 3": (6000, 3), "18k x 1": (18000, 1)}
 
@@ -40,7 +37,7 @@ def one_option(model: str, dataset: str, name: str, lr: float, root: str) -> dic
     """Train and test one (cell, option) in this (child) process, on one thread."""
     config = space.rows(SIZES["cpu"], CHECK_EVERY["cpu"])[f"{model} on {dataset}"] | {"lr": lr}
     train, epochs = OPTIONS[name]
-    out = train_and_test(
+    out = common.train_and_test(
         dataset, config, root=root, train_limit=train, val_limit=1000, epochs=epochs,
         split_fractions=SWEEP.split_fractions,
     )  # fmt: skip
@@ -48,34 +45,21 @@ def one_option(model: str, dataset: str, name: str, lr: float, root: str) -> dic
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--data-root", help="folder holding the datasets (default $CNNSWEEP_DATA_ROOT)")
+    p = common.parser(__doc__, "the datasets")
     p.add_argument("--model", default="anet_c6", choices=space.MODELS)
     p.add_argument("--datasets", default="mnist,cifar10", help="comma-separated")
     p.add_argument("--lr", type=float, default=space.LRS[0], help="the base lr (Adam)")
     args = p.parse_args(argv)
-    from trainables.data import resolve_data_root
-
-    root = str(resolve_data_root(args.data_root) or (REPO.parent / "shared" / "data").resolve())
-    jobs = [(d, o) for d in args.datasets.split(",") for o in OPTIONS]
-    with ProcessPoolExecutor(2) as pool:
-        futures = [pool.submit(one_option, args.model, d, o, args.lr, root) for d, o in jobs]
-        results = [f.result() for f in futures]
+    root = common.data_root(args.data_root)
+    jobs = [(args.model, d, o, args.lr, root) for d in args.datasets.split(",") for o in OPTIONS]
+    results = common.side_by_side(one_option, jobs)
     for dataset in dict.fromkeys(r["dataset"] for r in results):
         row = {"model": args.model, "dataset": dataset, "lr": args.lr, "data_root": root}
-        for r in (r for r in results if r["dataset"] == dataset):
-            key = r["option"].replace(" ", "")
-            print(
-                f"{args.model} on {dataset}, lr {args.lr:g}, {r['option']:>7}: "
-                f"{r['train_images']} train x {r['epochs']} epochs, "
-                f"test {100 * r['test_acc']:.2f} % on {r['test_images']}, {r['wall_s']:.0f} s"
-            )
-            row |= {f"{key}_test_acc": r["test_acc"], f"{key}_wall_s": r["wall_s"]}
-        acc = {r["option"]: r["test_acc"] for r in results if r["dataset"] == dataset}
+        title = f"{args.model} on {dataset}, lr {args.lr:g}:"
+        columns, acc = common.option_columns(title, [r for r in results if r["dataset"] == dataset])
+        row |= columns
         gain = 100 * (acc["18k x 1"] - acc["6k x 3"])
-        record("anet_cpu_preset", row, "unique_images_gain_pp", gain, "> 0 (same steps)")
+        common.record("anet_cpu_preset", row, "unique_images_gain_pp", gain, "> 0 (same steps)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the provenance (command, hardware, date, git commit, versions).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -119,3 +120,45 @@ def train_and_test(
         "test_acc": test.acc,
         "wall_s": time.perf_counter() - t0,
     }
+
+
+def parser(doc: str, holds: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with its docstring as help and ``--data-root``."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data-root", help=f"folder holding {holds} (default $CNNSWEEP_DATA_ROOT)")
+    return p
+
+
+def data_root(flag: str | None) -> str:
+    """The data root: the flag, else $CNNSWEEP_DATA_ROOT, else ../shared/data."""
+    from trainables.data import resolve_data_root
+
+    return str(resolve_data_root(flag) or (REPO.parent / "shared" / "data").resolve())
+
+
+def side_by_side(fn: Callable[..., dict], jobs: list[tuple]) -> list[dict]:
+    """``fn(*job)`` for every job, two at a time in child processes (as a sweep runs two
+    one-thread trials on 2 cores), results in the jobs' order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        futures = [pool.submit(fn, *job) for job in jobs]
+        return [f.result() for f in futures]
+
+
+def option_columns(title: str, results: list[dict]) -> tuple[dict, dict]:
+    """Print one line per option of :func:`train_and_test` results; return the row's
+    per-option columns and {option: test accuracy}."""
+    columns, acc = {}, {}
+    for r in results:
+        print(
+            f"{title}{r['option']:>8}: {r['train_images']} train x {r['epochs']} epochs, "
+            f"best epoch {r['best_epoch']}, test {100 * r['test_acc']:.2f} % on "
+            f"{r['test_images']}, {r['wall_s']:.0f} s"
+        )
+        key = r["option"].replace(" ", "")
+        columns |= {f"{key}_test_acc": r["test_acc"], f"{key}_wall_s": r["wall_s"]}
+        acc[r["option"]] = r["test_acc"]
+    return columns, acc

@@ -22,17 +22,14 @@ minus that of ``10k x 12`` (same steps: what unique images buy).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import record, train_and_test  # noqa: E402
+from bench import common  # noqa: E402
 from search_spaces import keras_cnns as space  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 # option name -> (train images, epochs): 120,000 image passes each
 OPTIONS = {"10k x 12": (10000, 12), "20k x 6": (20000, 6), "40k x 3": (40000, 3)}
 ROWS = ("VGG blocks + Dropout", "Simple CNN + Dropout")
@@ -44,7 +41,7 @@ def one_option(label: str, name: str, root: str) -> dict:
     train, epochs = OPTIONS[name]
     config = {"model": model, **keys, "batch_size": 64, "image_size": 32, "channels_last": True}
     config.pop("early_stop_patience", None)  # the patience is longer than any option here
-    out = train_and_test(
+    out = common.train_and_test(
         dataset, config, root=root, train_limit=train, val_limit=2000, epochs=epochs,
         val_fraction=0.2,
     )  # fmt: skip
@@ -52,33 +49,19 @@ def one_option(label: str, name: str, root: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--data-root", help="folder holding cifar10/ (default $CNNSWEEP_DATA_ROOT)")
+    p = common.parser(__doc__, "cifar10/")
     p.add_argument("--rows", default=",".join(ROWS), help="comma-separated table rows")
     p.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset")
     args = p.parse_args(argv)
-    from trainables.data import resolve_data_root
-
-    root = str(resolve_data_root(args.data_root) or (REPO.parent / "shared" / "data").resolve())
-    jobs = [(r, o) for r in args.rows.split(",") for o in args.options.split(",")]
+    root = common.data_root(args.data_root)
     # the slowest row first, so the two workers finish together
-    with ProcessPoolExecutor(2) as pool:
-        results = [f.result() for f in [pool.submit(one_option, r, o, root) for r, o in jobs]]
+    jobs = [(r, o, root) for r in args.rows.split(",") for o in args.options.split(",")]
+    results = common.side_by_side(one_option, jobs)
     for label in dict.fromkeys(r["row"] for r in results):
-        row = {"row": label, "data_root": root}
-        for r in (r for r in results if r["row"] == label):
-            key = r["option"].replace(" ", "")
-            print(
-                f"{label} {r['option']:>8}: {r['train_images']} train x {r['epochs']} epochs, "
-                f"best epoch {r['best_epoch']}, test {100 * r['test_acc']:.2f} % on "
-                f"{r['test_images']}, {r['wall_s']:.0f} s"
-            )
-            row |= {f"{key}_test_acc": r["test_acc"], f"{key}_wall_s": r["wall_s"]}
-        acc = {r["option"]: r["test_acc"] for r in results if r["row"] == label}
+        columns, acc = common.option_columns(f"{label} ", [r for r in results if r["row"] == label])
+        row = {"row": label, "data_root": root} | columns
         gain = 100 * (acc.get("40k x 3", float("nan")) - acc.get("10k x 12", float("nan")))
-        record("keras_cpu_preset", row, "unique_images_gain_pp", gain, "> 0 (same steps)")
+        common.record("keras_cpu_preset", row, "unique_images_gain_pp", gain, "> 0 (same steps)")
 
 
 if __name__ == "__main__":

@@ -20,16 +20,13 @@ test accuracy, wall seconds and accuracy per minute; the last line is the accura
 
 from __future__ import annotations
 
-import argparse
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import record, train_and_test  # noqa: E402
+from bench import common  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 # option name -> (train images, epochs)
 OPTIONS = {"4k x 3": (4000, 3), "12k x 1": (12000, 1), "24k x 1": (24000, 1), "54k x 1": (None, 1)}
 
@@ -38,33 +35,25 @@ def one_option(name: str, model: str, optimizer: str, lr: float, seed: int, root
     """Train and test one option in this (child) process, on one thread."""
     train, epochs = OPTIONS[name]
     config = {"model": model, "optimizer": optimizer, "lr": lr, "image_size": 32, "seed": seed}
-    out = train_and_test(
+    out = common.train_and_test(
         "mnist", config, root=root, train_limit=train, val_limit=1000, epochs=epochs
     )
     return {"option": name} | out
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--data-root", help="folder holding mnist/ (default $CNNSWEEP_DATA_ROOT)")
+    p = common.parser(__doc__, "mnist/")
     p.add_argument("--model", default="resnet18")
     p.add_argument("--optimizer", default="sgd")
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset")
     args = p.parse_args(argv)
-    from trainables.data import resolve_data_root
-
-    root = str(resolve_data_root(args.data_root) or (REPO.parent / "shared" / "data").resolve())
-    names = args.options.split(",")
-    with ProcessPoolExecutor(2) as pool:
-        futures = [
-            pool.submit(one_option, n, args.model, args.optimizer, args.lr, args.seed, root)
-            for n in names
-        ]
-        rows = [f.result() for f in futures]
+    root = common.data_root(args.data_root)
+    jobs = [
+        (n, args.model, args.optimizer, args.lr, args.seed, root) for n in args.options.split(",")
+    ]
+    rows = common.side_by_side(one_option, jobs)
     row = {
         "model": args.model,
         "optimizer": args.optimizer,
@@ -72,17 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "data_root": root,
     }
-    for r in rows:
-        key = r["option"].replace(" ", "")
-        print(
-            f"{r['option']:>8}: {r['train_images']} train x {r['epochs']} epochs, "
-            f"test {100 * r['test_acc']:.2f} % on {r['test_images']}, {r['wall_s']:.0f} s, "
-            f"{100 * r['test_acc'] / (r['wall_s'] / 60):.1f} %/min"
-        )
-        row |= {f"{key}_test_acc": r["test_acc"], f"{key}_wall_s": r["wall_s"]}
-    acc = {r["option"]: r["test_acc"] for r in rows}
+    columns, acc = common.option_columns("", rows)
+    row |= columns
     gain = 100 * (acc.get("12k x 1", float("nan")) - acc.get("4k x 3", float("nan")))
-    record("mnist_cpu_preset", row, "unique_images_gain_pp", gain, "> 0 (same steps)")
+    common.record("mnist_cpu_preset", row, "unique_images_gain_pp", gain, "> 0 (same steps)")
 
 
 if __name__ == "__main__":
