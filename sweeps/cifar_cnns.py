@@ -122,7 +122,7 @@ def no_weights(r) -> str | None:
 NOT_RUN_TRANSFER = (
     "no_weights: not run: without its ImageNet weights a transfer row would train from "
     "scratch, which is not the report's experiment (the cpu preset runs it only where the "
-    "weights file is here; `cnnsweep weights fetch resnet50 vgg19` supplies them)"
+    "weights file is here; `cnnsweep weights fetch resnet50_transfer vgg19_transfer` supplies them)"
 )
 
 

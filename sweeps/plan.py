@@ -330,7 +330,7 @@ def skip_missing_weights(b: Budget, w: Weights, cells) -> tuple[dict | None, Wei
             skipped[label] = (
                 f"no_weights: not run: no {name or 'ImageNet'} weights file here (weights "
                 "folder or the library's cache), and from scratch the row would not be the "
-                f"paper's transfer learning; `cnnsweep weights fetch {name}` supplies it"
+                f"paper's transfer learning; `cnnsweep weights fetch {cell['model']}` supplies it"
             )
         else:
             kept[label] = cell
