@@ -129,9 +129,9 @@ NOT_RUN_TRANSFER = (
 def not_run(label: str) -> dict:
     """A published row of a dataset this sweep ran, but not run itself: its number stays
     in the table with a verdict saying why ours is missing."""
-    _, dataset, _, keys, _ = space.ROWS[label]
+    _, dataset, model, keys, _ = space.ROWS[label]
     return {
-        "model": space.ROWS[label][2],
+        "model": model,
         "dataset": dataset,
         "optimizer": keys["optimizer"],
         "lr": keys["lr"],
