@@ -21,7 +21,7 @@ from sweeps.ray_cluster import Cluster
 from sweeps.tracking import MlflowTrialLogger
 from sweeps.trials import best_by_validation, data_keys, display_name
 from trainables.data import DataSplits, data_key
-from trainables.schema import TEST_METRICS
+from trainables.schema import SUMMARY_METRICS, TEST_METRICS
 from trainables.trainable import evaluate_checkpoint
 
 # what the sweep's own test evaluation fills in a trial's row
@@ -80,10 +80,11 @@ def log_trial_artifacts(
             arts = trial_figures(row, epochs, confusions, d, Path(tmp))
             logger.log_final(
                 row.mlflow_run_id,
-                final_metrics(row, d),
+                final_metrics(row, d) | last_epoch_metrics(row, epochs),
                 int(row.epochs_run),
                 {
                     "status": row.status,
+                    "stop_reason": row.stop_reason,
                     "stopped_early": row.stopped_early,
                     "epochs_run": row.epochs_run,
                     "test_evaluated_by": row.test_evaluated_by,
@@ -91,6 +92,7 @@ def log_trial_artifacts(
                     "weights_sha256": row.weights_sha256,
                 },
                 arts,
+                summary=selected_epoch_metrics(row, epochs),
             )
 
 
@@ -131,6 +133,33 @@ def final_metrics(row, d: DataSplits) -> dict:
             if v is not None
         }
     return metrics
+
+
+def last_epoch_metrics(row, epochs: pd.DataFrame) -> dict:
+    """The last epoch's summary metrics under ``last_<name>`` (the plain names become the
+    selected epoch's, see :func:`selected_epoch_metrics`)."""
+    ep = epochs[epochs["trial_id"] == row.trial_id]
+    if ep.empty:
+        return {}
+    last = ep.loc[ep["epoch"].idxmax()]
+    return {f"last_{k}": float(last[k]) for k in SUMMARY_METRICS if pd.notna(last.get(k))}
+
+
+def selected_epoch_metrics(row, epochs: pd.DataFrame) -> dict:
+    """The epoch whose weights were tested (``best_epoch``; the highest val_acc when the
+    trial did not say) as ``selected_epoch`` and its summary metrics under their own names.
+    Logged one step after the last epoch, as MLflow's Keras autolog logs restored best
+    weights, so they are the run's latest values, which the runs table shows."""
+    ep = epochs[epochs["trial_id"] == row.trial_id]
+    if ep.empty:
+        return {}
+    best = row.best_epoch if pd.notna(row.best_epoch) else ep.loc[ep["val_acc"].idxmax(), "epoch"]
+    sel = ep[ep["epoch"] == int(best)]
+    if sel.empty:
+        return {}
+    sel = sel.iloc[0]
+    out = {k: float(sel[k]) for k in SUMMARY_METRICS if pd.notna(sel.get(k))}
+    return out | {"selected_epoch": float(best)}
 
 
 def best_trial_figures(

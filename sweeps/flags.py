@@ -10,6 +10,8 @@ from sweeps.settings import (
     DEFAULT_RESULTS,
     DEFAULT_STORAGE,
     DEFAULT_TRACKING_URI,
+    OPTUNA_DB,
+    OPTUNA_STORAGE_ENV,
     RESULTS_ENV,
     STORAGE_ENV,
     TRACKING_ENV,
@@ -144,6 +146,11 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
         "--storage-path",
         help=f"Tune storage for checkpoints (default ${STORAGE_ENV}, else "
         f"{DEFAULT_STORAGE}); must be shared by all nodes of a cluster",
+    )
+    p.add_argument(
+        "--optuna-storage",
+        help=f"database of the sweep's Optuna study, for optuna-dashboard (default "
+        f"${OPTUNA_STORAGE_ENV}, else sqlite:///<storage path>/{OPTUNA_DB})",
     )
     p.add_argument("--name", help="name of the sweep run (default <budget>-<time>)")
     p.add_argument(

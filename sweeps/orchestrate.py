@@ -20,6 +20,7 @@ from sweeps.plan import Plan
 from sweeps.provenance import provenance
 from sweeps.publish import Published, publish_results, summary_text
 from sweeps.ray_cluster import Cluster, connect
+from sweeps.study import StudyMirror, public_url, study_distributions
 from sweeps.tracking import MlflowTrialLogger, start_parent_run
 from sweeps.tracking_uri import public_uri
 from sweeps.trials import collect
@@ -36,7 +37,8 @@ def run_sweep(plan: Plan, data: dict[str, DataSplits]) -> int:
     cluster = connect(plan.resources)
     prov = sweep_provenance(plan, data, cluster)
     logger, run_url = open_tracking(plan, data, prov)
-    tuner, scheduler = build_tuner(plan, cluster, data, logger)
+    mirror = StudyMirror(plan.optuna_storage, plan.run_name, study_distributions(plan), plan.cells)
+    tuner, scheduler = build_tuner(plan, cluster, data, [logger, mirror])
     results = tuner.fit()
     trials, epochs, confusions = collect(
         results, logger.trial_paths, logger.run_ids, plan.max_epochs, plan.cells
@@ -66,6 +68,8 @@ def sweep_provenance(plan: Plan, data: dict[str, DataSplits], cluster: Cluster) 
         data=data_provenance(data),
         tracking_uri=public_uri(plan.tracking_uri),
         run_name=plan.run_name,
+        # the Optuna study optuna-dashboard shows (sweeps.study), named after the run
+        optuna_study={"storage": public_url(plan.optuna_storage), "name": plan.run_name},
         seed=plan.data.seed,
         # each model's weights file from the weights folder, with its sha256 (each trial's
         # own weights_sha256 is in the trials table and its MLflow tags)
@@ -179,6 +183,7 @@ def summarise(plan: Plan, done: Published, run_url: str) -> int:
     print(summary_text(done.sweep_dir))
     print(f"Tables:  {done.sweep_dir}")
     print(f"MLflow:  {run_url}")
+    print(f"Optuna:  study {plan.run_name!r} in {public_url(plan.optuna_storage)}")
     if done.unlogged:
         print(
             f"warning: {done.unlogged} MLflow call(s) could not be logged (server "

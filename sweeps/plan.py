@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sweeps import run_record
-from sweeps.settings import STATE_FOLDER, results_dir, storage_path
+from sweeps.settings import STATE_FOLDER, optuna_storage, results_dir, storage_path
 from sweeps.sweep import Budget, SweepDef, cell_key
 from sweeps.tracking_uri import resolve_tracking_uri
 from trainables.config import ConfigError, TrialConfig
@@ -101,6 +101,7 @@ class Plan:
     storage: Path  # Tune's experiments and checkpoints
     run_name: str
     weights: Weights
+    optuna_storage: str  # SQLAlchemy URL of the study's database (may hold a password)
     resume: dict | None = None  # the run record of the run --resume continues
 
     @property
@@ -214,6 +215,9 @@ def make_plan(sweep: SweepDef, args: argparse.Namespace) -> Plan:
         storage=storage_path(args.storage_path).resolve(),
         run_name=args.name or f"{budget.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         weights=weights,
+        optuna_storage=optuna_storage(
+            args.optuna_storage, storage_path(args.storage_path).resolve()
+        ),
     )
     return with_run(plan, args.name, args.resume)
 

@@ -16,6 +16,7 @@ from sweeps import compare
 from sweeps.asha import ResumableASHA, decisions_table
 from sweeps.compare import notes_of
 from sweeps.finish import best_trial_figures
+from sweeps.importance import importance_metrics, importance_table
 from sweeps.plan import Plan
 from sweeps.provenance import provenance_md
 from sweeps.report import render, report_artifacts, terminal_summary, verdicts
@@ -54,6 +55,7 @@ def publish_results(
         if isinstance(scheduler, ResumableASHA)
         else {}
     )
+    extra["importance"] = importance_table(trials)
     n_err = int((trials["status"] == "ERROR").sum())
     prov |= {
         "wall_s": round(time.time() - started, 1),
@@ -71,6 +73,7 @@ def publish_results(
             logger.submit("artifact", run=parent, path=str(path), artifact_path=folder)
         log_best(logger, trials)
         log_verdicts(logger, tables)
+        log_importance(logger, extra["importance"])
         logger.submit("terminate", run=parent, status="FAILED" if n_err else "FINISHED")
         # artifacts live in tmp: wait for MLflow here, then spool what is still unlogged
         unlogged = logger.flush(wait_s=plan.mlflow_wait_s)
@@ -100,6 +103,16 @@ def log_best(logger: MlflowTrialLogger, trials: pd.DataFrame) -> None:
     logger.submit(
         "log", run=logger.parent_run_id, metrics=summary, tags=[["best_trial", best["trial_id"]]]
     )
+
+
+def log_importance(logger: MlflowTrialLogger, table: pd.DataFrame) -> None:
+    """The parent run's hyperparameter importances (``importance.parquet``) as metrics; its
+    figures come with the report."""
+    if table.empty:
+        return
+    now = int(time.time() * 1000)
+    metrics = [[k, v, now, 0] for k, v in importance_metrics(table).items()]
+    logger.submit("log", run=logger.parent_run_id, metrics=metrics)
 
 
 def log_verdicts(logger: MlflowTrialLogger, tables: dict[str, pd.DataFrame]) -> None:

@@ -7,8 +7,9 @@ beside it (figures in ``results/<sweep>/report/``), rendered from the Parquet ta
 
 Sections, in the order a reader asks: summary (what was swept, on what data and budget,
 the winner per model/optimizer, the honest gap to the paper), each paper table (published
-vs ours with deltas, as a figure and as the table), test-accuracy heat-maps, learning
-curves of the best trials, ASHA's stopping decisions, provenance.
+vs ours with deltas, as a figure and as the table), test-accuracy heat-maps, what
+matters (hyperparameter importance, parallel coordinates), learning curves of the best
+trials, ASHA's stopping decisions, provenance.
 
 The pages are not part of a run's published set: they are rendered after each publish,
 from the published tables and under the same lock (see :func:`render`). Image links are
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 from sweeps import compare
 from sweeps.compare import Comparison
 from sweeps.doc import Doc
+from sweeps.importance import importance_section
 from sweeps.provenance import load_provenance
 from sweeps.report_sections import (
     HEATMAP,
@@ -185,6 +187,7 @@ def _render(sweep_dir: Path) -> Path:
         folder = Path(tmp)
         gaps = paper_section(body, tables, contracts, (folder, title))
         heatmap_section(body, trials, folder, title)
+        importance_section(body, tables, folder, title)
         curves_section(body, trials, epochs, folder, title)
         asha_section(body, tables, prov, folder, title)
         provenance_section(body, prov)

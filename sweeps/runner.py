@@ -50,10 +50,14 @@ def fail(msg: str) -> int:
 
 def check_services(plan: Plan) -> None:
     """What the sweep needs outside this process answers: MLflow, the Ray head, the
-    results folder."""
+    results folder, the Optuna study's database."""
     check_tracking_server(plan.tracking_uri)
     check_ray_address(plan.resources.ray_address)
     check_writable(plan.results_dir)
+    from sweeps.study import check_storage  # imports Ray: after apply_environment
+
+    plan.storage.mkdir(parents=True, exist_ok=True)  # Tune would; the default study is in it
+    check_storage(plan.optuna_storage)
 
 
 def check_writable(folder: Path) -> None:

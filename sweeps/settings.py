@@ -20,7 +20,10 @@ DEFAULT_RESULTS = "results"
 STORAGE_ENV = "CNNSWEEP_STORAGE_PATH"
 DEFAULT_STORAGE = "~/ray_results"  # Tune's own default, so its tools find our runs
 STATE_FOLDER = ".cnnsweep"  # under the storage path: one folder per run (see run_record)
-NOT_PAPER_TABLES = ("trials", "epochs", "asha_decisions")  # every other table is a paper's
+# every other table is a paper's
+NOT_PAPER_TABLES = ("trials", "epochs", "asha_decisions", "importance")
+OPTUNA_STORAGE_ENV = "CNNSWEEP_OPTUNA_STORAGE"
+OPTUNA_DB = "optuna.db"  # the default study storage's file, under the Tune storage path
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 
@@ -33,6 +36,12 @@ def results_dir(flag: str | None) -> Path:
 def storage_path(flag: str | None) -> Path:
     """Tune's storage: ``--storage-path``, else ``$CNNSWEEP_STORAGE_PATH``, else ~/ray_results."""
     return Path(flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE).expanduser()
+
+
+def optuna_storage(flag: str | None, storage: Path) -> str:
+    """Where the sweep's Optuna study goes: ``--optuna-storage``, else
+    ``$CNNSWEEP_OPTUNA_STORAGE``, else SQLite at ``<storage path>/optuna.db``."""
+    return flag or os.environ.get(OPTUNA_STORAGE_ENV) or f"sqlite:///{storage / OPTUNA_DB}"
 
 
 def process_environment(

@@ -22,7 +22,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
 from sweeps.tracking_uri import public_uri
-from sweeps.trials import run_name
+from sweeps.trials import run_name, stop_reason
 from trainables.schema import EPOCH_METRICS, TEST_METRICS
 from trainables.trainable import resolve_config
 
@@ -281,21 +281,39 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.run_for(trial)
+        self.tag_stop_reason(trial, "TERMINATED")
         self.submit("terminate", trial=trial.trial_id, status="FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.run_for(trial)
+        self.tag_stop_reason(trial, "ERROR")
         self.submit("terminate", trial=trial.trial_id, status="FAILED")
 
+    def tag_stop_reason(self, trial, status: str) -> None:
+        """The ``stop_reason`` tag as the trial ends, so the runs table tells a trial ASHA
+        stopped from one that finished while the sweep still runs."""
+        last = trial.last_result or {}
+        max_t = int(resolve_config(trial.config, self.cells).get("epochs", 0))
+        why = stop_reason(status, int(last.get("epoch", 0)), max_t, last.get("stopped_by_rule"))
+        self.submit("log", trial=trial.trial_id, tags=[["stop_reason", why]])
+
     def log_final(
-        self, run_id: str, metrics: dict, step: int, tags: dict, artifacts: list[Path]
+        self,
+        run_id: str,
+        metrics: dict,
+        step: int,
+        tags: dict,
+        artifacts: list[Path],
+        summary: dict | None = None,
     ) -> None:
-        """After the sweep: test metrics computed for early-stopped trials, tags, figures."""
+        """After the sweep: test metrics computed for early-stopped trials, tags, figures,
+        and the ``summary`` metrics at ``step + 1`` (latest, so the runs table shows them)."""
         now = int(time.time() * 1000)
         self.submit(
             "log",
             run=run_id,
-            metrics=[[k, float(v), now, step] for k, v in metrics.items()],
+            metrics=[[k, float(v), now, step] for k, v in metrics.items()]
+            + [[k, float(v), now + 1, step + 1] for k, v in (summary or {}).items()],
             tags=[[k, str(v)] for k, v in tags.items()],
         )
         for path in artifacts:

@@ -20,10 +20,10 @@ class TrackingError(RuntimeError):
 def public_uri(uri: str) -> str:
     """The tracking URI without credentials, for logs, tags, results and spool files."""
     parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=host)
-    return urlunsplit(parts)
+    if not (parts.username or parts.password):
+        return uri  # as given: urlunsplit would turn sqlite:////abs into sqlite://abs
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def resolve_tracking_uri(flag: str | None) -> str:

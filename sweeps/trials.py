@@ -53,6 +53,19 @@ def data_keys(trials: pd.DataFrame) -> pd.Series:
     )
 
 
+def stop_reason(status: str, epochs_run: int, max_t: int, rule: str | None = None) -> str:
+    """Why a trial ended, with the epoch, as its MLflow tag ``stop_reason`` and the report
+    say it: ``finished``, ``ASHA`` (ended before its epochs without its own rule firing),
+    the trial's stopping rule (e.g. ``patience``), or ``error``."""
+    if status == "ERROR":
+        return f"error at epoch {epochs_run}" if epochs_run else "error before epoch 1"
+    if isinstance(rule, str) and rule:
+        return f"{rule} at epoch {epochs_run} of {max_t}"
+    if epochs_run < max_t:
+        return f"ASHA at epoch {epochs_run} of {max_t}"
+    return f"finished ({epochs_run} epochs)"
+
+
 def best_by_validation(trials: pd.DataFrame, by: str | list[str] | None = None):
     """The trial validation picks (highest ``best_val_acc``; the first one on a tie), or
     one such trial per group of ``by`` as a DataFrame. Test accuracy never chooses: it
@@ -123,6 +136,7 @@ def trial_row(res, tid: str, cfg: dict, df: pd.DataFrame, run_id, max_epochs: in
         # the sha256 of the weights file the model started from ("": from scratch)
         "weights_sha256": last.get("weights_sha256"),
         "stopped_by_rule": last.get("stopped_by_rule") or None,
+        "stop_reason": stop_reason(status, epochs_run, max_t, last.get("stopped_by_rule")),
         "rule_saves": last.get("rule_saves", np.nan),
         "test_worst": last.get("test_worst"),
         "final_val_acc": float(df["val_acc"].iloc[-1]) if len(df) else np.nan,

@@ -15,16 +15,16 @@ import search_spaces
 from sweeps.asha import STATE_FILE, ResumableASHA
 from sweeps.plan import Plan
 from sweeps.ray_cluster import Cluster
-from sweeps.tracking import MlflowTrialLogger
 from trainables.progress import driver_style
 from trainables.schema import METRIC, MODE, PROGRESS_COLUMNS
 from trainables.trainable import train_trial
 
 
 def build_tuner(
-    plan: Plan, cluster: Cluster, data: dict, logger: MlflowTrialLogger
+    plan: Plan, cluster: Cluster, data: dict, callbacks: list[tune.Callback]
 ) -> tuple[tune.Tuner, TrialScheduler]:
-    """A new Tuner for the plan, or the restored one of the run --resume continues."""
+    """A new Tuner for the plan, or the restored one of the run --resume continues.
+    ``callbacks``: the MLflow logger and the Optuna study's mirror."""
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data, cells=plan.cells, progress=driver_style()),
         {"cpu": cluster.cpus_per_trial, "gpu": cluster.gpus_per_trial},
@@ -34,7 +34,7 @@ def build_tuner(
     # reporter: turned off for the progress table (see progress_reporter)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     if plan.resume:
-        return restore_tuner(plan, trainable, logger, scheduler), scheduler
+        return restore_tuner(plan, trainable, callbacks, scheduler), scheduler
     space, search_alg, num_samples = search_space(plan)
     tuner = tune.Tuner(
         trainable,
@@ -50,7 +50,7 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=plan.run_name,
             storage_path=str(plan.storage),
-            callbacks=[logger],
+            callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=plan.tune.max_failures),
             progress_reporter=progress_reporter(plan),
@@ -116,19 +116,20 @@ def progress_reporter(plan: Plan) -> CLIReporter:
     )
 
 
-def restore_tuner(plan: Plan, trainable, logger: MlflowTrialLogger, scheduler) -> tune.Tuner:
-    """Tune's restore of a killed sweep, with this driver's MLflow logger and scheduler.
+def restore_tuner(plan: Plan, trainable, callbacks: list, scheduler) -> tune.Tuner:
+    """Tune's restore of a killed sweep, with this driver's callbacks and scheduler.
 
     ``Tuner.restore`` unpickles the callbacks and scheduler of the original driver; Ray
     2.60 has no public way to pass new ones, so they are swapped in before ``fit``: the
-    logger then gets the saved logging state (run ids, queued calls) through
-    ``set_state`` and the scheduler reads its rungs from ``asha_state.json``.
+    MLflow logger and the study's mirror then get their saved state (run ids, queued
+    calls, Optuna trial ids) through ``set_state`` and the scheduler reads its rungs from
+    ``asha_state.json``.
     """
     tuner = tune.Tuner.restore(
         str(plan.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
     )
     internal = tuner._local_tuner
-    internal._run_config.callbacks = [logger]
+    internal._run_config.callbacks = callbacks
     internal._run_config.progress_reporter = progress_reporter(plan)
     internal._tune_config.scheduler = scheduler
     return tuner

@@ -24,6 +24,7 @@ import pytest
 
 from sweeps.cluster import ensure_token, stop, terminate_all  # noqa: F401 (tests import these)
 from sweeps.settings import apply_environment
+from trainables.schema import SUMMARY_METRICS
 
 # what a sweep's main sets before Ray is imported; the tests import Ray themselves first
 apply_environment([])
@@ -280,8 +281,23 @@ def two_nodes(env: dict, cpus: tuple[int, int] = (1, 1)):
 
 
 def assert_history_matches(client, run_id: str, epochs) -> None:
-    """The child run's per-epoch metric history equals its rows of ``epochs.parquet``."""
+    """The child run's per-epoch metric history equals its rows of ``epochs.parquet``, and
+    the summary metrics end with one more point, one step after the last epoch: the selected
+    epoch's value, which is then the run's latest (what the runs table shows)."""
+    last = int(epochs["epoch"].max())
+    run = client.get_run(run_id)
+    selected = epochs[epochs["epoch"] == int(run.data.metrics["selected_epoch"])].iloc[0]
     for metric in ("val_acc", "train_loss", "images_per_s"):
         hist = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
-        assert [m.step for m in hist] == epochs["epoch"].tolist()
-        assert [m.value for m in hist] == pytest.approx(epochs[metric].tolist(), rel=1e-12)
+        per_epoch = [m for m in hist if m.step <= last]
+        assert [m.step for m in per_epoch] == epochs["epoch"].tolist()
+        assert [m.value for m in per_epoch] == pytest.approx(epochs[metric].tolist(), rel=1e-12)
+        summary = [(m.step, m.value) for m in hist if m.step > last]
+        if metric in SUMMARY_METRICS:
+            assert summary == [(last + 1, pytest.approx(float(selected[metric]), rel=1e-12))]
+            assert run.data.metrics[metric] == pytest.approx(float(selected[metric]), rel=1e-12)
+            assert run.data.metrics[f"last_{metric}"] == pytest.approx(
+                float(epochs[metric].iloc[-1]), rel=1e-12
+            )
+        else:
+            assert summary == []

@@ -269,6 +269,12 @@ def test_smoke_sweep_on_mlflow_with_postgres(
             (list(history_rows),),
         )
         pg_val = sorted(cur.fetchall())
+    # each run's last point is the selected epoch's, one step after its last epoch
+    last = epochs.groupby("mlflow_run_id")["epoch"].max()
+    assert sorted((r, s) for r, s, _ in pg_val if s > last[r]) == sorted(
+        (r, e + 1) for r, e in last.items()
+    )
+    pg_val = [(r, s, v) for r, s, v in pg_val if s <= last[r]]
     parquet_val = sorted(
         zip(epochs["mlflow_run_id"], epochs["epoch"], epochs["val_acc"], strict=True)
     )

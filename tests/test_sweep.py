@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import optuna
 import pandas as pd
 import pytest
 from conftest import assert_history_matches, free_port
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces.mnist_table1 import published
 from sweeps.compare import VERDICTS
+from sweeps.importance import importance_metrics
 from sweeps.mnist_optimizers import SWEEP
 from sweeps.provenance import load_provenance
 from sweeps.results import load_results
@@ -75,7 +77,8 @@ def test_smoke_sweep_parquet_equals_mlflow(
     folder = tmp_path / "res" / "mnist_optimizers"
     arrow = load_results("mnist_optimizers", tmp_path / "res", engine="pyarrow")
     fast = load_results("mnist_optimizers", tmp_path / "res", engine="fastparquet")
-    assert set(arrow) == {"trials", "epochs", "asha_decisions", "table1"} == set(fast)
+    want = {"trials", "epochs", "asha_decisions", "importance", "table1"}
+    assert set(arrow) == want == set(fast)
     for name, df in arrow.items():
         assert len(df) == len(fast[name]) and list(df.columns) == list(fast[name].columns)
         for col in df.columns:
@@ -115,6 +118,10 @@ def test_smoke_sweep_parquet_equals_mlflow(
         assert child.data.params["model"] == row["model"]
         assert float(child.data.params["lr"]) == row["lr"]
         assert child.data.tags["stopped_early"] == str(bool(row["stopped_early"]))
+        # stopped is not finished: the runs table's stop_reason column, with the epoch
+        assert child.data.tags["stop_reason"] == row["stop_reason"]
+        want = "ASHA at epoch" if row["stopped_early"] else "finished ("
+        assert row["stop_reason"].startswith(want), row["stop_reason"]
         arts = {a.path for a in client.list_artifacts(rid)}
         assert {"learning_curves.png", "confusion_matrix.png"} <= arts
     parent_arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -126,6 +133,29 @@ def test_smoke_sweep_parquet_equals_mlflow(
     assert m["cells_not_comparable"] >= 8  # smoke: googlenet and vgg16 did not run
     assert parent.data.tags["verdicts"].startswith(f"{int(m['cells_reproduced'])} of 12 published")
     assert table["verdict"].notna().sum() == 12
+
+    # hyperparameter importance: the parent's metrics are importance.parquet's values
+    imp = arrow["importance"]
+    assert set(imp["evaluator"]) == {"fanova", "ped_anova"}
+    assert set(imp["param"]) == {"optimizer", "lr"}  # smoke: one model
+    logged = {k: v for k, v in m.items() if k.startswith("importance_")}
+    assert logged == pytest.approx(importance_metrics(imp), rel=1e-12)
+    assert {f"importance_{r.evaluator}_{r.param}" for r in imp.itertuples()} <= set(logged)
+    for ev, g in imp.groupby("evaluator"):
+        assert g["importance"].sum() == pytest.approx(1.0, abs=1e-6), ev
+
+    # the Optuna study: one trial per Tune trial, ASHA's stops PRUNED, val_acc per epoch
+    study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{tmp_path}/ray/optuna.db")
+    by_tune = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert set(by_tune) == set(trials["trial_id"])
+    for row in trials.itertuples():
+        t = by_tune[row.trial_id]
+        assert t.state.name == ("PRUNED" if row.stopped_early else "COMPLETE")
+        assert t.value == pytest.approx(row.best_val_acc)
+        assert t.params == {"optimizer": row.optimizer, "lr": row.lr}
+        mine = epochs[epochs["trial_id"] == row.trial_id].set_index("epoch")["val_acc"]
+        assert t.intermediate_values == pytest.approx(mine.to_dict())
+        assert t.user_attrs["stop_reason"] == row.stop_reason
 
     grid = table[table["row"] == "grid"]
     # the 4 cells run, and the paper's other grid cells with the reason they have no ours

@@ -57,3 +57,7 @@ LABELS = {m.name: m.label or m.name for m in METRICS}
 
 # The metric ASHA, Optuna and "the best trial" judge by, and its direction.
 METRIC, MODE = "val_acc", "max"
+
+# What a trial's MLflow run shows under these names after the sweep: the selected epoch's
+# values (the weights it was tested with); the last epoch's go under ``last_<name>``.
+SUMMARY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
