@@ -1,5 +1,5 @@
 # Everything a user or CI runs goes through these targets; the README names them.
-# Services bind to 127.0.0.1 only. State (MLflow DB, artifacts, logs) lives in .run/.
+# Services bind to 127.0.0.1 only. State (MLflow and Optuna DBs, artifacts, logs) lives in .run/.
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -19,9 +19,15 @@ RUN_DIR ?= $(CURDIR)/.run
 RAY_PORT ?= 6379
 DASHBOARD_PORT ?= 8265
 MLFLOW_PORT ?= 5000
+OPTUNA_PORT ?= 8080
 HOST ?= 127.0.0.1
 MLFLOW_URI := http://$(HOST):$(MLFLOW_PORT)
 DASHBOARD_URL := http://$(HOST):$(DASHBOARD_PORT)
+OPTUNA_URL := http://$(HOST):$(OPTUNA_PORT)
+# The sweeps' Optuna studies (one per run, named after it), shown live by optuna-dashboard.
+# Given to the Ray head `up` starts, so the jobs it runs write there without a flag; not
+# exported to every target (`make test`'s sweeps keep theirs in their temp folders).
+OPTUNA_STORAGE ?= sqlite:///$(RUN_DIR)/optuna.db
 # The data root: $CNNSWEEP_DATA_ROOT if set, else ../shared/data beside the checkout.
 CNNSWEEP_DATA_ROOT ?= $(abspath $(CURDIR)/../shared/data)
 export CNNSWEEP_DATA_ROOT
@@ -73,7 +79,7 @@ up: install
 	@if ray status --address $(HOST):$(RAY_PORT) >/dev/null 2>&1; then \
 	  echo "Ray head already running at $(HOST):$(RAY_PORT)"; \
 	else \
-	  ray start --head --node-ip-address=$(HOST) --port=$(RAY_PORT) \
+	  CNNSWEEP_OPTUNA_STORAGE="$(OPTUNA_STORAGE)" ray start --head --node-ip-address=$(HOST) --port=$(RAY_PORT) \
 	    --dashboard-host=$(HOST) --dashboard-port=$(DASHBOARD_PORT) --include-dashboard=true \
 	    --disable-usage-stats $(RAY_START_ARGS) > $(RUN_DIR)/ray-start.log 2>&1 \
 	  || { cat $(RUN_DIR)/ray-start.log; exit 1; }; \
@@ -90,8 +96,23 @@ up: install
 	  for i in $$(seq 60); do $(HTTP_OK) $(MLFLOW_URI)/health && break; sleep 1; done; \
 	  $(HTTP_OK) $(MLFLOW_URI)/health || { tail -20 $(RUN_DIR)/mlflow.log; exit 1; }; \
 	fi
-	@echo "Ray dashboard: $(DASHBOARD_URL)"
-	@echo "MLflow UI:     $(MLFLOW_URI)"
+	@# optuna-dashboard creates no tables (on a missing SQLite file it leaves an empty one and
+	@# exits: "no such table: version_info"), so Optuna's own storage class writes the schema
+	@# first. wsgiref: one process (auto would pick gunicorn, a master and a worker), and
+	@# /api/studies answers only once the storage is readable.
+	@if $(HTTP_OK) $(OPTUNA_URL)/api/studies; then \
+	  echo "Optuna dashboard already running at $(OPTUNA_URL)"; \
+	else \
+	  python -c "import optuna, sys; optuna.storages.RDBStorage(sys.argv[1])" "$(OPTUNA_STORAGE)" \
+	    || exit 1; \
+	  nohup optuna-dashboard --host $(HOST) --port $(OPTUNA_PORT) --server wsgiref \
+	    "$(OPTUNA_STORAGE)" > $(RUN_DIR)/optuna-dashboard.log 2>&1 < /dev/null & \
+	  for i in $$(seq 60); do $(HTTP_OK) $(OPTUNA_URL)/api/studies && break; sleep 1; done; \
+	  $(HTTP_OK) $(OPTUNA_URL)/api/studies || { tail -20 $(RUN_DIR)/optuna-dashboard.log; exit 1; }; \
+	fi
+	@echo "Ray dashboard:    $(DASHBOARD_URL)"
+	@echo "MLflow UI:        $(MLFLOW_URI)"
+	@echo "Optuna dashboard: $(OPTUNA_URL)"
 
 # Only what `up` started: `ray stop` would also stop every other Ray cluster of this user.
 down:
@@ -102,10 +123,17 @@ down:
 	for i in $$(seq 60); do $(HTTP_OK) $(MLFLOW_URI)/health || break; sleep 0.5; done; \
 	if $(HTTP_OK) $(MLFLOW_URI)/health; then echo "MLflow at $(MLFLOW_URI) is still running"; \
 	else echo "MLflow at $(MLFLOW_URI): stopped"; fi
+	@# the dashboard `up` started: its command line begins with these flags
+	@pkill -f "[o]ptuna-dashboard --host $(HOST) --port $(OPTUNA_PORT) "; \
+	for i in $$(seq 20); do $(HTTP_OK) $(OPTUNA_URL)/api/studies || break; sleep 0.5; done; \
+	if $(HTTP_OK) $(OPTUNA_URL)/api/studies; then \
+	  echo "Optuna dashboard at $(OPTUNA_URL) is still running"; \
+	else echo "Optuna dashboard at $(OPTUNA_URL): stopped"; fi
 
 status:
 	-ray status --address $(HOST):$(RAY_PORT)
 	-$(HTTP_OK) $(MLFLOW_URI)/health && echo "MLflow at $(MLFLOW_URI)"
+	-$(HTTP_OK) $(OPTUNA_URL)/api/studies && echo "Optuna dashboard at $(OPTUNA_URL)"
 
 weights: install
 	@mkdir -p $(WEIGHTS_DIR)
@@ -122,13 +150,14 @@ run: up weights
 	    --runtime-env-json '{"excludes": [".venv", ".run", ".git", "results"], "env_vars": {"CNNSWEEP_GIT_COMMIT": "$(shell git rev-parse HEAD 2>/dev/null || echo unknown)", "CNNSWEEP_CHECKOUT": "$(CURDIR)"}}' \
 	    -- python sweeps/$(SWEEP).py --budget $(BUDGET) --data-root $(CNNSWEEP_DATA_ROOT) \
 	    --results-dir $(RESULTS_DIR) --tracking-uri $(MLFLOW_URI) --weights-dir $(WEIGHTS_DIR) \
-	    $(SWEEP_ARGS) \
+	    --optuna-storage "$(OPTUNA_STORAGE)" $(SWEEP_ARGS) \
 	    2>&1 | tee $(RUN_DIR)/last-job.log; rc=$${PIPESTATUS[0]}; \
 	  grep -q "No available agent" $(RUN_DIR)/last-job.log || exit $$rc; \
 	  echo "Ray's job agent is not ready yet; retrying in 5 s"; sleep 5; \
 	done; exit 1
-	@echo "MLflow UI:     $(MLFLOW_URI)"
-	@echo "Ray dashboard: $(DASHBOARD_URL)"
+	@echo "MLflow UI:        $(MLFLOW_URI)"
+	@echo "Optuna dashboard: $(OPTUNA_URL)"
+	@echo "Ray dashboard:    $(DASHBOARD_URL)"
 
 # Debian packages the tests drive for real: PostgreSQL (MLflow's PostgreSQL store),
 # chromium (the MLflow UI test, through Playwright without a browser download) and darknet

@@ -6,6 +6,7 @@
 #   entrypoint.sh ray-head   [extra `ray start` flags]   Ray head (GCS, dashboard, jobs API)
 #   entrypoint.sh ray-worker [extra `ray start` flags]   Ray worker joining RAY_HEAD_ADDRESS
 #   entrypoint.sh mlflow     [extra `mlflow server` flags]
+#   entrypoint.sh optuna-dashboard [extra `optuna-dashboard` flags]   the sweeps' studies
 #   entrypoint.sh health     [ROLE]   exit 0 when ROLE (default: the role this container
 #                                     started) answers; used by HEALTHCHECK and compose
 #
@@ -13,11 +14,20 @@
 #         RAY_DASHBOARD_PORT (8265), RAY_DASHBOARD_AGENT_PORT (52365), RAY_HEAD_ADDRESS
 #         (ray-head:6379), and when set: RAY_NODE_IP, RAY_NUM_CPUS, RAY_NUM_GPUS.
 #         Token auth: RAY_AUTH_MODE=token with RAY_AUTH_TOKEN_PATH (the compose secret).
+#         With a PostgreSQL password (below) and no CNNSWEEP_OPTUNA_STORAGE, the head
+#         exports CNNSWEEP_OPTUNA_STORAGE (database OPTUNA_DB) for the jobs it runs.
 # MLflow: MLFLOW_HOST (0.0.0.0), MLFLOW_PORT (5000), MLFLOW_WORKERS (1),
 #         MLFLOW_ARTIFACTS_DESTINATION (/data/mlartifacts), MLFLOW_BACKEND_STORE_URI, or
-#         else POSTGRES_PASSWORD (required) with POSTGRES_USER, POSTGRES_DB (mlflow),
-#         POSTGRES_HOST (postgres), POSTGRES_PORT (5432). The URI goes to mlflow in its
-#         environment, never on a command line (visible in `ps`) nor in the log.
+#         else POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (required) with POSTGRES_USER,
+#         POSTGRES_DB (mlflow), POSTGRES_HOST (postgres), POSTGRES_PORT (5432). The URI
+#         goes to mlflow in its environment, never on a command line (visible in `ps`)
+#         nor in the log.
+# Optuna: OPTUNA_DASHBOARD_HOST (0.0.0.0), OPTUNA_DASHBOARD_PORT (8080),
+#         OPTUNA_DASHBOARD_SERVER (wsgiref: one process), CNNSWEEP_OPTUNA_STORAGE, or else
+#         the PostgreSQL settings above with OPTUNA_DB (optuna): its own database, since
+#         MLflow and Optuna both keep an alembic_version table. The role creates a missing
+#         PostgreSQL database and Optuna's tables (optuna-dashboard creates neither); the
+#         URL reaches it in its environment only, as MLflow's does.
 set -euo pipefail
 
 RAY_BIN=${RAY_BIN:-ray}
@@ -29,6 +39,8 @@ ROLE_FILE=${CNNSWEEP_ROLE_FILE:-/tmp/cnnsweep-role}
 : "${RAY_DASHBOARD_AGENT_PORT:=52365}" "${RAY_HEAD_ADDRESS:=ray-head:6379}"
 : "${MLFLOW_HOST:=0.0.0.0}" "${MLFLOW_PORT:=5000}" "${MLFLOW_WORKERS:=1}"
 : "${MLFLOW_ARTIFACTS_DESTINATION:=/data/mlartifacts}"
+: "${OPTUNA_DASHBOARD_HOST:=0.0.0.0}" "${OPTUNA_DASHBOARD_PORT:=8080}"
+: "${OPTUNA_DASHBOARD_SERVER:=wsgiref}" "${OPTUNA_DB:=optuna}"
 export RAY_USAGE_STATS_ENABLED=${RAY_USAGE_STATS_ENABLED:-0}
 export MLFLOW_DISABLE_TELEMETRY=${MLFLOW_DISABLE_TELEMETRY:-true}
 # MLflow's job runner executes submitted code; nothing here uses it.
@@ -47,20 +59,56 @@ ray_node_flags() {
   return 0
 }
 
-# postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB (+psycopg2: SQLAlchemy 2.1 maps a bare
-# postgresql:// to psycopg 3, which the image does not install), user and password
-# percent-encoded (a password with @ or / would otherwise break the URI); read from the
-# environment, so the password is never an argument of any process.
+has_postgres_password() { [[ -n ${POSTGRES_PASSWORD:-} || -n ${POSTGRES_PASSWORD_FILE:-} ]]; }
+
+# postgres_uri DB: postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB (+psycopg2: SQLAlchemy
+# 2.1 maps a bare postgresql:// to psycopg 3, which the image does not install), user and
+# password percent-encoded (a password with @ or / would otherwise break the URI). The
+# password is POSTGRES_PASSWORD or the content of POSTGRES_PASSWORD_FILE (a compose secret:
+# then it is not in `docker inspect` either), read from the environment or that file, so
+# it is never an argument of any process.
 postgres_uri() {
-  [[ -n ${POSTGRES_PASSWORD:-} ]] ||
-    die "mlflow: set MLFLOW_BACKEND_STORE_URI, or POSTGRES_PASSWORD for the PostgreSQL store"
-  POSTGRES_USER=${POSTGRES_USER:-mlflow} POSTGRES_DB=${POSTGRES_DB:-mlflow} \
+  POSTGRES_USER=${POSTGRES_USER:-mlflow} POSTGRES_DB=$1 \
     POSTGRES_HOST=${POSTGRES_HOST:-postgres} POSTGRES_PORT=${POSTGRES_PORT:-5432} \
     "$PYTHON_BIN" -c 'import os; from urllib.parse import quote
 e = os.environ
-user, password = (quote(e[k], safe="") for k in ("POSTGRES_USER", "POSTGRES_PASSWORD"))
+password = e.get("POSTGRES_PASSWORD") or open(e["POSTGRES_PASSWORD_FILE"]).read().rstrip("\n")
+user, password = quote(e["POSTGRES_USER"], safe=""), quote(password, safe="")
 print("postgresql+psycopg2://{}:{}@{}:{}/{}".format(
     user, password, e["POSTGRES_HOST"], e["POSTGRES_PORT"], e["POSTGRES_DB"]))'
+}
+
+# CNNSWEEP_OPTUNA_STORAGE ready for optuna-dashboard, which creates nothing: a PostgreSQL
+# database that is missing is created (through the server's `postgres` database; needs
+# CREATEDB, which the compose file's superuser has), then Optuna's own storage class
+# writes or upgrades its tables. Idempotent, so every start (and an old pgdata volume,
+# which initdb scripts would skip) ends with the same database.
+optuna_prepare() {
+  "$PYTHON_BIN" -c 'import os, sys
+from contextlib import closing
+import optuna
+from sqlalchemy.engine import make_url
+storage = os.environ["CNNSWEEP_OPTUNA_STORAGE"]
+url = make_url(storage)
+if url.get_backend_name() == "postgresql":
+    import psycopg2
+    from psycopg2 import errors, sql
+    def connect(db):
+        return psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                                password=url.password, dbname=db, **url.query)
+    try:
+        connect(url.database).close()
+    except psycopg2.OperationalError:  # no such database (or no server: fails again below)
+        with closing(connect("postgres")) as conn:
+            conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+            try:
+                conn.cursor().execute(
+                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
+                print(f"entrypoint: optuna-dashboard: created database {url.database}",
+                      file=sys.stderr)
+            except errors.DuplicateDatabase:
+                pass  # another start created it meanwhile
+optuna.storages.RDBStorage(storage)'
 }
 
 # exit 0 when URL answers 200 (python, not curl: the images have no curl)
@@ -82,6 +130,13 @@ case $role in
       token_line=$("$PYTHON_BIN" -m sweeps.cluster token) || exit 2
       log "$token_line"
     fi
+    # where the jobs' drivers (they run here) write their Optuna studies: built here, so
+    # compose's environment holds no password
+    if [[ -z ${CNNSWEEP_OPTUNA_STORAGE:-} ]] && has_postgres_password; then
+      CNNSWEEP_OPTUNA_STORAGE=$(postgres_uri "$OPTUNA_DB") || exit 2
+      export CNNSWEEP_OPTUNA_STORAGE
+      log "ray-head: Optuna studies in database $OPTUNA_DB at ${POSTGRES_HOST:-postgres}"
+    fi
     ray_node_flags
     exec "$RAY_BIN" start --head "--port=$RAY_GCS_PORT" "${RAY_FLAGS[@]}" \
       --include-dashboard=true "--dashboard-host=$RAY_DASHBOARD_HOST" \
@@ -97,12 +152,36 @@ case $role in
     shift
     echo "$role" >"$ROLE_FILE" 2>/dev/null || true
     if [[ -z ${MLFLOW_BACKEND_STORE_URI:-} ]]; then
-      MLFLOW_BACKEND_STORE_URI=$(postgres_uri)
+      has_postgres_password ||
+        die "mlflow: set MLFLOW_BACKEND_STORE_URI, or POSTGRES_PASSWORD for the PostgreSQL store"
+      MLFLOW_BACKEND_STORE_URI=$(postgres_uri "${POSTGRES_DB:-mlflow}") || exit 2
     fi
     export MLFLOW_BACKEND_STORE_URI  # read by `mlflow server` (--backend-store-uri's envvar)
     log "mlflow: backend store ${MLFLOW_BACKEND_STORE_URI%%://*}://..., artifacts in $MLFLOW_ARTIFACTS_DESTINATION"
     exec "$MLFLOW_BIN" server --host "$MLFLOW_HOST" --port "$MLFLOW_PORT" \
       --workers "$MLFLOW_WORKERS" --artifacts-destination "$MLFLOW_ARTIFACTS_DESTINATION" "$@"
+    ;;
+  optuna-dashboard)
+    shift
+    echo "$role" >"$ROLE_FILE" 2>/dev/null || true
+    if [[ -z ${CNNSWEEP_OPTUNA_STORAGE:-} ]]; then
+      has_postgres_password ||
+        die "optuna-dashboard: set CNNSWEEP_OPTUNA_STORAGE, or POSTGRES_PASSWORD for PostgreSQL"
+      CNNSWEEP_OPTUNA_STORAGE=$(postgres_uri "$OPTUNA_DB") || exit 2
+    fi
+    export CNNSWEEP_OPTUNA_STORAGE
+    log "optuna-dashboard: storage ${CNNSWEEP_OPTUNA_STORAGE%%://*}://..."
+    optuna_prepare || exit 2
+    # The storage URL is optuna-dashboard's positional argument: put into its argv inside
+    # Python, so `ps` never shows it. SIGTERM ends it even as a container's PID 1 (where a
+    # signal without a handler is ignored).
+    exec "$PYTHON_BIN" -c 'import os, signal, sys
+from importlib.metadata import entry_points
+(cli,) = entry_points(group="console_scripts", name="optuna-dashboard")
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+sys.argv[1:1] = [os.environ["CNNSWEEP_OPTUNA_STORAGE"]]
+cli.load()()' --host "$OPTUNA_DASHBOARD_HOST" --port "$OPTUNA_DASHBOARD_PORT" \
+      --server "$OPTUNA_DASHBOARD_SERVER" "$@"
     ;;
   health)
     check=${2:-$(cat "$ROLE_FILE" 2>/dev/null || true)}
@@ -113,10 +192,13 @@ case $role in
           http_ok "http://127.0.0.1:$RAY_DASHBOARD_AGENT_PORT/api/local_raylet_healthz" ;;
       ray-worker) http_ok "http://127.0.0.1:$RAY_DASHBOARD_AGENT_PORT/api/local_raylet_healthz" ;;
       mlflow) http_ok "http://$(local_host "$MLFLOW_HOST"):$MLFLOW_PORT/health" ;;
+      # /api/studies reads the storage: the dashboard answers and its database is there
+      optuna-dashboard)
+        http_ok "http://$(local_host "$OPTUNA_DASHBOARD_HOST"):$OPTUNA_DASHBOARD_PORT/api/studies" ;;
       "") exit 0 ;;  # not started through a role (e.g. a one-off sweep): nothing to probe
-      *) die "health: unknown role '$check' (ray-head, ray-worker, mlflow)" ;;
+      *) die "health: unknown role '$check' (ray-head, ray-worker, mlflow, optuna-dashboard)" ;;
     esac
     ;;
-  "") die "usage: entrypoint.sh {ray-head|ray-worker|mlflow|health [ROLE]|COMMAND...}" ;;
+  "") die "usage: entrypoint.sh {ray-head|ray-worker|mlflow|optuna-dashboard|health [ROLE]|COMMAND...}" ;;
   *) exec "$@" ;;
 esac

@@ -3,7 +3,8 @@ properties (published ports on 127.0.0.1 only, PostgreSQL not published, Ray tok
 every node, no secret written into the file), then the file as Docker Compose itself
 resolves it (`docker compose config`: schema, interpolation, references) and the cluster
 it describes: GPU or CPU workers by profile, every service started through an entrypoint
-role, MLflow on PostgreSQL with artifacts on a volume, shared Tune storage."""
+role, MLflow on PostgreSQL with artifacts on a volume, optuna-dashboard and the Ray head on
+Optuna's own database of that PostgreSQL, shared Tune storage."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def host_ip(port) -> str | None:
 def test_every_published_port_is_on_loopback():
     published = {name: s.get("ports", []) for name, s in services().items()}
     assert published["ray-head"] and published["mlflow"]
+    assert [str(p).rsplit(":", 1)[-1] for p in published["optuna-dashboard"]] == ["8080"]
     for name, ports in published.items():
         for port in ports:
             assert host_ip(port) == "127.0.0.1", f"{name} publishes {port} beyond loopback"
@@ -107,7 +109,7 @@ def test_compose_accepts_the_file_and_refuses_a_missing_password():
 
 
 def test_profiles_choose_gpu_or_cpu_workers():
-    assert set(resolved()["services"]) == {"ray-head", "mlflow", "postgres"}
+    assert set(resolved()["services"]) == {"ray-head", "mlflow", "optuna-dashboard", "postgres"}
     assert set(resolved("cpu")["services"]) - set(resolved()["services"]) == {"ray-worker"}
     assert set(resolved("gpu")["services"]) - set(resolved()["services"]) == {"ray-worker-gpu"}
 
@@ -119,7 +121,7 @@ def test_gpu_workers_reserve_nvidia_gpus_and_use_the_gpu_image():
     assert device["count"] == -1 or int(device["count"]) >= 1  # -1 is "all"
     assert s["ray-worker-gpu"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
     assert s["ray-worker-gpu"]["image"].endswith(":gpu")
-    for name in ("ray-head", "ray-worker", "mlflow"):
+    for name in ("ray-head", "ray-worker", "mlflow", "optuna-dashboard"):
         assert "deploy" not in s[name] or not s[name]["deploy"].get("resources"), name
         assert s[name]["image"].endswith(":cpu"), name
 
@@ -133,6 +135,7 @@ def test_services_start_through_the_entrypoint_roles():
     s = resolved("gpu", "cpu")["services"]
     roles = {"ray-head": "ray-head", "ray-worker": "ray-worker"}
     roles |= {"ray-worker-gpu": "ray-worker", "mlflow": "mlflow"}
+    roles |= {"optuna-dashboard": "optuna-dashboard"}
     for name, role in roles.items():
         build = s[name]["build"]
         assert (Path(build["context"]) / build["dockerfile"]).is_file(), name
@@ -142,6 +145,9 @@ def test_services_start_through_the_entrypoint_roles():
         assert s[name]["depends_on"]["ray-head"]["condition"] == "service_healthy"
         assert s[name]["environment"]["RAY_HEAD_ADDRESS"] == "ray-head:6379"
     assert s["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert s["optuna-dashboard"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # the head's jobs write to the database the dashboard's role creates
+    assert s["ray-head"]["depends_on"]["optuna-dashboard"]["condition"] == "service_healthy"
     assert s["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
     assert s["ray-head"]["environment"]["RAY_NUM_CPUS"] == "0"
 
@@ -173,5 +179,46 @@ def test_ray_nodes_share_storage_and_the_token_secret():
         assert mounts["/data/ray_results"] == "ray_results", name
         assert mounts["/data/results"] == "results", name
         assert s[name]["environment"]["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token"
-        assert [x["source"] for x in s[name]["secrets"]] == ["ray_auth_token"], name
+        # the head also gets the database password (for its jobs' Optuna study); workers not
+        extra = ["postgres_password"] if name == "ray-head" else []
+        assert [x["source"] for x in s[name]["secrets"]] == ["ray_auth_token", *extra], name
         assert s[name]["init"] is True, f"{name}: Ray's orphaned workers need a reaping PID 1"
+
+
+def test_dashboard_and_ray_head_use_the_optuna_database_of_the_same_postgres(tmp_path):
+    """Both name the compose PostgreSQL service and its user, the same database ``optuna``
+    (not MLflow's: both keep an ``alembic_version`` table), and read the password from a
+    secret fed by $POSTGRES_PASSWORD: no password and no ready-made URL in their env."""
+    c = resolved("cpu")
+    s = c["services"]
+    pg = s["postgres"]["environment"]
+    assert c["secrets"]["postgres_password"]["environment"] == "POSTGRES_PASSWORD"
+    for name in ("optuna-dashboard", "ray-head"):
+        env = s[name]["environment"]
+        assert env["POSTGRES_HOST"] == "postgres" and "postgres" in s, name
+        assert env["POSTGRES_USER"] == pg["POSTGRES_USER"], name
+        assert env["OPTUNA_DB"] == "optuna" != pg["POSTGRES_DB"], name
+        assert env["OPTUNA_DB"] != s["mlflow"]["environment"]["POSTGRES_DB"], name
+        (secret,) = [x for x in s[name]["secrets"] if x["source"] == "postgres_password"]
+        assert env["POSTGRES_PASSWORD_FILE"] == secret["target"], name
+        assert "POSTGRES_PASSWORD" not in env and "CNNSWEEP_OPTUNA_STORAGE" not in env, name
+        assert "x" not in env.values(), f"{name}: the password (x here) in its environment"
+    dashboard_env = s["optuna-dashboard"]["environment"]
+    head_env = s["ray-head"]["environment"]
+    assert {k: head_env[k] for k in dashboard_env} == dashboard_env, "the same database"
+    # the URL the head's entrypoint builds from that environment for its jobs' drivers
+    from test_docker import _fake_bin, run_entrypoint
+
+    fake, seen = _fake_bin(tmp_path, "ray")
+    secret = tmp_path / "postgres_password"
+    secret.write_text("x\n")
+    env = {**head_env, "POSTGRES_PASSWORD_FILE": str(secret), "RAY_BIN": str(fake)}
+    env |= {"RAY_AUTH_MODE": "off", "CNNSWEEP_ROLE_FILE": str(tmp_path / "role")}
+    out = run_entrypoint("ray-head", env=env, drop=["POSTGRES_PASSWORD", "CNNSWEEP_OPTUNA_STORAGE"])
+    assert out.returncode == 0, out.stderr
+    storage = json.loads(seen.read_text())["env"]["CNNSWEEP_OPTUNA_STORAGE"]
+    assert storage == "postgresql+psycopg2://mlflow:x@postgres:5432/optuna"
+    assert s["optuna-dashboard"]["command"] == ["optuna-dashboard"]
+    # nodes that run no driver get no database credentials
+    env = s["ray-worker"]["environment"]
+    assert not {k for k in env if k.startswith(("POSTGRES_", "OPTUNA_", "CNNSWEEP_OPTUNA"))}

@@ -1,8 +1,9 @@
 """docker/ without a Docker engine: the Dockerfiles and the entrypoint linted (hadolint,
 shellcheck), the two images checked to install the project the same way, the KubeRay
-RayJob checked as data and its pod templates against Kubernetes' schema, and the
-containers' start-up script (docker/entrypoint.sh) run outside Docker: the ``mlflow`` role
-on SQLite and the ``ray-head`` role, each on free loopback ports, answering, then stopped
+RayJob (and its optuna-dashboard) checked as data and its pod templates against
+Kubernetes' schema, and the containers' start-up script (docker/entrypoint.sh) run outside
+Docker: the ``mlflow`` and ``optuna-dashboard`` roles on SQLite (and the latter on a real
+PostgreSQL) and the ``ray-head`` role, each on free loopback ports, answering, then stopped
 (only the processes this test started)."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -122,9 +124,14 @@ def test_images_install_the_project_the_same_way():
 # ------------------------------------------------------------------------ the RayJob
 
 
-def rayjob() -> tuple[dict, dict]:
+def manifests() -> dict[str, dict]:
     docs = {d["kind"]: d for d in yaml.safe_load_all(RAYJOB.read_text())}
-    assert set(docs) == {"PersistentVolumeClaim", "RayJob"}
+    assert set(docs) == {"PersistentVolumeClaim", "RayJob", "Deployment", "Service"}
+    return docs
+
+
+def rayjob() -> tuple[dict, dict]:
+    docs = manifests()
     return docs["RayJob"], docs["PersistentVolumeClaim"]
 
 
@@ -166,7 +173,7 @@ def test_rayjob_runs_the_sweep_on_gpu_workers_with_shared_storage():
             if "persistentVolumeClaim" in v
         }
         assert list(claims.values()) == [pvc["metadata"]["name"]], name
-        (c,) = tpl["spec"]["containers"]
+        (c,) = tpl["spec"]["containers"]  # no sidecar: the dashboard is its own Deployment
         mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] in claims)
         for flag in ("--storage-path", "--results-dir", "--data-root"):
             assert flags[flag].startswith(mount + "/"), (name, flag)
@@ -195,15 +202,56 @@ def test_rayjob_pod_templates_are_valid_kubernetes():
     schema, strictly: a misspelt field fails. KubeRay's CRD schema is not at hand here."""
     kv = module("kubernetes_validate")
     job, pvc = rayjob()
-    resources = [pvc]
+    docs = manifests()
+    resources = [pvc, docs["Deployment"], docs["Service"]]
     for name, tpl in pod_templates(job).items():
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, **tpl}
         resources.append(pod)
     for r in resources:
         kv.validate(r, kv.latest_version(), strict=True)
-    bad = {**resources[1], "spec": {**resources[1]["spec"], "securityContext": {"runAsUsr": 1}}}
+    bad = {**resources[3], "spec": {**resources[3]["spec"], "securityContext": {"runAsUsr": 1}}}
     with pytest.raises(kv.ValidationError):
         kv.validate(bad, kv.latest_version(), strict=True)
+
+
+def test_rayjob_has_the_optuna_dashboard_on_the_heads_storage():
+    """A Deployment runs the image's ``optuna-dashboard`` role on the Secret's storage, the
+    one the head (where the sweep's driver runs) reads; the workers get no credentials; a
+    ClusterIP Service (not published beyond the cluster) selects it on the role's port."""
+    docs = manifests()
+    job, dep, svc = docs["RayJob"], docs["Deployment"], docs["Service"]
+    tpl = dep["spec"]["template"]
+    (c,) = tpl["spec"]["containers"]
+    assert c["args"] == ["optuna-dashboard"] and "optuna-dashboard" in entrypoint_roles()
+    assert "command" not in c, "the image's entrypoint must run the role"
+    assert c["image"].endswith(":cpu")
+    probe = c["readinessProbe"]["exec"]["command"]
+    assert probe == ["cnnsweep-entrypoint", "health", "optuna-dashboard"]
+    assert c["livenessProbe"] == c["readinessProbe"]
+    assert tpl["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    def secret_refs(container: dict) -> list[str]:
+        return [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+
+    templates = pod_templates(job)
+    (head,) = templates["head"]["spec"]["containers"]
+    assert secret_refs(c) == secret_refs(head) == ["cnn-sweeps-optuna"]
+    assert "CNNSWEEP_OPTUNA_STORAGE" in RAYJOB.read_text()  # the Secret's key, in the steps
+    for name, t in templates.items():
+        if name.startswith("worker-") or name == "submitter":
+            for w in t["spec"]["containers"]:
+                assert not secret_refs(w), f"{name} gets the database credentials"
+    for container in (c, head):  # the storage URL (with its password) only via the Secret
+        assert not [e for e in container.get("env", []) if "OPTUNA" in e["name"]]
+
+    assert dep["spec"]["selector"]["matchLabels"].items() <= tpl["metadata"]["labels"].items()
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["type"] == "ClusterIP"
+    (port,) = svc["spec"]["ports"]
+    (container_port,) = c["ports"]
+    assert port["targetPort"] == container_port["name"]
+    assert port["port"] == container_port["containerPort"] == 8080  # the role's default
+    assert '"${OPTUNA_DASHBOARD_PORT:=8080}"' in ENTRYPOINT.read_text()
 
 
 # ------------------------------------------------------- the entrypoint outside Docker
@@ -242,13 +290,18 @@ def test_ray_head_role_creates_a_missing_token_owner_only(tmp_path):
 
 
 def test_entrypoint_usage_unknown_roles_and_commands(tmp_path):
-    assert entrypoint_roles() == {"ray-head", "ray-worker", "mlflow", "health"}
+    assert entrypoint_roles() == {"ray-head", "ray-worker", "mlflow", "optuna-dashboard", "health"}
     out = run_entrypoint()
     assert out.returncode == 2 and "usage" in out.stderr
     out = run_entrypoint("health", "ray-tail")
     assert out.returncode == 2 and "unknown role 'ray-tail'" in out.stderr
     # every serving role has a probe: with nothing listening it fails (1), not "unknown" (2)
-    ports = ("RAY_DASHBOARD_PORT", "RAY_DASHBOARD_AGENT_PORT", "MLFLOW_PORT")
+    ports = (
+        "RAY_DASHBOARD_PORT",
+        "RAY_DASHBOARD_AGENT_PORT",
+        "MLFLOW_PORT",
+        "OPTUNA_DASHBOARD_PORT",
+    )
     nothing = {v: str(free_port()) for v in ports}
     for role in entrypoint_roles() - {"health"}:
         out = run_entrypoint("health", role, env=nothing)
@@ -296,6 +349,85 @@ def test_mlflow_role_builds_the_postgres_uri_without_exposing_the_password(tmp_p
     out = run_entrypoint("mlflow", env={"MLFLOW_BIN": str(fake)}, drop=unset)
     assert out.returncode == 2 and "POSTGRES_PASSWORD" in out.stderr
     assert not (tmp_path / "seen.json").exists()
+
+
+def _fake_bin(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A stand-in for ``name`` that records its arguments and environment, then exits 0."""
+    seen = tmp_path / f"{name}.json"
+    fake = tmp_path / name
+    fake.write_text(
+        "#!/usr/bin/env python3\nimport json, os, sys\n"
+        f"open({str(seen)!r}, 'w').write(json.dumps("
+        "{'argv': sys.argv[1:], 'env': dict(os.environ)}))\n"
+    )
+    fake.chmod(0o755)
+    return fake, seen
+
+
+def test_optuna_storage_is_built_from_postgres_without_exposing_the_password(tmp_path):
+    """The head exports CNNSWEEP_OPTUNA_STORAGE (database OPTUNA_DB, the password read from
+    the compose secret's file, percent-encoded) into `ray start`'s environment, where the
+    jobs' drivers find it; the password is on no command line, in no output, and reaches
+    Ray only inside that URL. Workers get nothing; a given storage is kept. The dashboard
+    role says nothing of the password when its server cannot be reached."""
+    fake, seen = _fake_bin(tmp_path, "ray")
+    password = "p@ss/w:rd %&"
+    encoded = "p%40ss%2Fw%3Ard%20%25%26"
+    secret = tmp_path / "postgres_password"
+    secret.write_text(password + "\n")  # as `openssl rand -hex 16 > file` leaves it
+    env = {
+        "RAY_BIN": str(fake),
+        "HOME": str(tmp_path),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(tmp_path / "ray_auth_token"),
+        "CNNSWEEP_ROLE_FILE": str(tmp_path / "role"),
+        "POSTGRES_PASSWORD_FILE": str(secret),
+        "POSTGRES_HOST": "db.internal",
+        "POSTGRES_PORT": "6543",
+        "POSTGRES_USER": "sweeper",
+        "OPTUNA_DB": "studies",
+    }
+    drop = ["POSTGRES_PASSWORD", "POSTGRES_DB", "CNNSWEEP_OPTUNA_STORAGE"]
+
+    def started(role: str, **kw) -> dict:
+        seen.unlink(missing_ok=True)
+        extra = kw.pop("env", {})
+        out = run_entrypoint(role, env={**env, **extra}, drop=set(drop) - set(extra), **kw)
+        assert out.returncode == 0, out.stderr
+        assert password not in out.stdout + out.stderr and encoded not in out.stdout + out.stderr
+        got = json.loads(seen.read_text())
+        assert not any(password in a or encoded in a for a in got["argv"]), got["argv"]
+        return {"argv": got["argv"], "env": got["env"], "stderr": out.stderr}
+
+    head = started("ray-head")
+    assert head["argv"][:2] == ["start", "--head"]
+    url = "postgresql+psycopg2://sweeper:" + encoded + "@db.internal:6543/studies"
+    assert head["env"]["CNNSWEEP_OPTUNA_STORAGE"] == url
+    assert "POSTGRES_PASSWORD" not in head["env"], "Ray's processes get the URL only"
+    assert "Optuna studies in database studies at db.internal" in head["stderr"]
+    # the password from the environment instead (compose's mlflow service), default database
+    del env["POSTGRES_PASSWORD_FILE"], env["OPTUNA_DB"]
+    drop.remove("POSTGRES_PASSWORD")
+    env["POSTGRES_PASSWORD"] = password
+    storage = started("ray-head")["env"]["CNNSWEEP_OPTUNA_STORAGE"]
+    assert storage == url.replace("/studies", "/optuna")
+    # a storage given as such is kept; without a password the head gets none; workers none
+    given = "sqlite:////data/optuna.db"
+    kept = started("ray-head", env={"CNNSWEEP_OPTUNA_STORAGE": given})
+    assert kept["env"]["CNNSWEEP_OPTUNA_STORAGE"] == given
+    drop.append("POSTGRES_PASSWORD")
+    assert "CNNSWEEP_OPTUNA_STORAGE" not in started("ray-head")["env"]
+    drop.remove("POSTGRES_PASSWORD")
+    assert "CNNSWEEP_OPTUNA_STORAGE" not in started("ray-worker")["env"]
+
+    # the dashboard role, its PostgreSQL unreachable: exit 2, the password nowhere
+    nothing = {"POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": str(free_port())}
+    out = run_entrypoint("optuna-dashboard", env={**env, **nothing}, drop=drop)
+    assert out.returncode == 2, out.stderr
+    assert "Connection refused" in out.stderr or "could not connect" in out.stderr, out.stderr
+    assert password not in out.stdout + out.stderr and encoded not in out.stdout + out.stderr
+    out = run_entrypoint("optuna-dashboard", env=env, drop=[*drop, "POSTGRES_PASSWORD"])
+    assert out.returncode == 2 and "CNNSWEEP_OPTUNA_STORAGE" in out.stderr
 
 
 def _status(url: str, headers: dict | None = None) -> int:
@@ -387,6 +519,181 @@ def test_mlflow_role_serves_on_sqlite_outside_docker(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(15)
+
+
+def _listening(tree: list) -> list[tuple[str, int]]:
+    found = []
+    for p in tree:
+        with contextlib.suppress(psutil.Error):
+            conns = p.net_connections(kind="inet")
+            found += [(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    return sorted(set(found))
+
+
+def _study_names(uri: str) -> list[str]:
+    with urllib.request.urlopen(f"{uri}/api/studies", timeout=10) as r:
+        return sorted(s["study_name"] for s in json.load(r)["study_summaries"])
+
+
+def test_optuna_dashboard_role_serves_on_sqlite_outside_docker(tmp_path):
+    """The role on a SQLite file that does not exist yet: it writes Optuna's tables (the
+    dashboard itself would exit on the empty file), answers on loopback only, shows a
+    study a sweep writes, keeps the storage URL off its command line, ends on SIGTERM."""
+    import optuna
+
+    port = free_port()
+    db = tmp_path / "optuna.db"
+    storage = f"sqlite:///{db}"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "CNNSWEEP_OPTUNA_STORAGE": storage,
+        "OPTUNA_DASHBOARD_HOST": "127.0.0.1",
+        "OPTUNA_DASHBOARD_PORT": str(port),
+        "CNNSWEEP_ROLE_FILE": str(tmp_path / "role"),
+    }
+    log = tmp_path / "optuna-dashboard.log"
+    proc = start_role(["optuna-dashboard"], tmp_path, env, log)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait(f"{uri}/api/studies", proc, log)
+        assert _status(f"{uri}/api/studies") == 200, log.read_text()[-3000:]
+        assert _study_names(uri) == []
+        assert (tmp_path / "role").read_text() == "optuna-dashboard\n"
+        assert run_entrypoint("health", "optuna-dashboard", env=env).returncode == 0
+        assert run_entrypoint("health", env=env).returncode == 0  # the role it started as
+
+        study = optuna.create_study(storage=storage, study_name="mnist_optimizers-1")
+        study.tell(study.ask(), 0.5)
+        assert _study_names(uri) == ["mnist_optimizers-1"]
+
+        tree = _tree(proc.pid)
+        assert _listening(tree) == [("127.0.0.1", port)]
+        assert not [p.cmdline() for p in tree if str(db) in " ".join(p.cmdline())]
+        assert "sqlite://..." in log.read_text() and str(db) not in log.read_text()
+
+        os.kill(proc.pid, signal.SIGTERM)  # `docker stop`; the role's process is PID 1
+        proc.wait(30)
+        _, alive = psutil.wait_procs(tree, timeout=15)
+        assert not alive, f"left running after SIGTERM: {alive}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
+
+
+@contextlib.contextmanager
+def _postgres(superuser: str, password: str):
+    """A private PostgreSQL on 127.0.0.1:<free port> whose superuser is ``superuser``, with a
+    database of that name: what the compose file's postgres image makes of POSTGRES_USER."""
+    from test_mlflow_postgres import PG_BIN, _as_postgres, _give_to_postgres, _need_postgres
+
+    _need_postgres()
+    import psycopg2
+
+    root = Path(tempfile.mkdtemp(prefix="pg_optuna_"))  # postgres cannot enter pytest's
+    _give_to_postgres(root)
+    data, port, pwfile = root / "data", free_port(), root / "pwfile"
+    pwfile.write_text(password + "\n")
+    _give_to_postgres(pwfile)
+    pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data)]
+    started = False
+    try:
+        initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-U", superuser, f"--pwfile={pwfile}"]
+        _as_postgres([*initdb, "--auth=scram-sha-256", "--locale=C"], cwd=root, timeout=300)
+        pwfile.unlink()
+        started = True
+        opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root}"
+        start = [*pg_ctl, "start", "-w", "-t", "300", "-l", str(root / "log"), "-o", opts]
+        _as_postgres(start, cwd=root, timeout=330)
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=port, user=superuser, password=password, dbname="postgres"
+        )
+        conn.autocommit = True
+        conn.cursor().execute(f'CREATE DATABASE "{superuser}"')
+        conn.close()
+        yield port
+    finally:
+        if started:
+            with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
+                _as_postgres([*pg_ctl, "stop", "-m", "fast", "-w"], cwd=root, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_role_creates_its_database_on_postgres(tmp_path):
+    """As compose runs it: the role, given the compose variables and the password secret's
+    file, creates database ``optuna`` beside MLflow's on a real PostgreSQL (once: a second
+    start finds it), with Optuna's tables, and serves it; the password is on no command
+    line and in no log; a study written through the URL the head role exports for its
+    jobs is the one the dashboard shows."""
+    import optuna
+    import psycopg2
+
+    password = secrets.token_hex(8) + "@/:%"
+    leaks = (password, urllib.parse.quote(password, safe=""))  # as typed, as in the URL
+    secret = tmp_path / "postgres_password"
+    secret.write_text(password + "\n")
+    with _postgres("mlflow", password) as pg_port:
+        port = free_port()
+        env = {
+            **os.environ,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": str(pg_port),
+            "POSTGRES_USER": "mlflow",
+            "POSTGRES_PASSWORD_FILE": str(secret),
+            "OPTUNA_DB": "optuna",
+            "OPTUNA_DASHBOARD_HOST": "127.0.0.1",
+            "OPTUNA_DASHBOARD_PORT": str(port),
+            "CNNSWEEP_ROLE_FILE": str(tmp_path / "role"),
+        }
+        for k in ("POSTGRES_PASSWORD", "POSTGRES_DB", "CNNSWEEP_OPTUNA_STORAGE"):
+            env.pop(k, None)
+        uri = f"http://127.0.0.1:{port}"
+        for start in ("first", "again"):
+            log = tmp_path / f"optuna-dashboard-{start}.log"
+            proc = start_role(["optuna-dashboard"], tmp_path, env, log)
+            try:
+                _wait(f"{uri}/api/studies", proc, log)
+                assert _status(f"{uri}/api/studies") == 200, log.read_text()[-3000:]
+                assert run_entrypoint("health", "optuna-dashboard", env=env).returncode == 0
+                tree = _tree(proc.pid)
+                assert _listening(tree) == [("127.0.0.1", port)]
+                cmdlines = " ".join(" ".join(p.cmdline()) for p in tree)
+                assert not [s for s in leaks if s in cmdlines] and "psycopg2" not in cmdlines
+                created = "created database optuna" in log.read_text()
+                assert created == (start == "first"), log.read_text()
+                if start == "first":
+                    # the URL the head exports for its jobs reaches the dashboard's database
+                    fake, seen = _fake_bin(tmp_path, "ray")
+                    head_env = {**env, "RAY_BIN": str(fake), "RAY_AUTH_MODE": "off"}
+                    assert run_entrypoint("ray-head", env=head_env).returncode == 0
+                    storage = json.loads(seen.read_text())["env"]["CNNSWEEP_OPTUNA_STORAGE"]
+                    study = optuna.create_study(storage=storage, study_name="cifar_cnns-7")
+                    study.tell(study.ask(), 0.25)
+                assert _study_names(uri) == ["cifar_cnns-7"]
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+            assert not [s for s in leaks if s in log.read_text()]
+
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=pg_port, user="mlflow", password=password, dbname="postgres"
+        )
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
+            assert sorted(r[0] for r in cur.fetchall()) == ["mlflow", "optuna", "postgres"]
+        conn.close()
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=pg_port, user="mlflow", password=password, dbname="optuna"
+        )
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            tables = {r[0] for r in cur.fetchall()}
+        conn.close()
+        assert {"studies", "trials", "alembic_version", "version_info"} <= tables
 
 
 RAY_PORT_FLAGS = (

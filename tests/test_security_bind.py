@@ -3,8 +3,9 @@
 Runs the real ``make up`` (state in a temp folder, every port free so it cannot collide
 with a cluster the user runs), then asks the kernel (psutil) for every listening socket
 owned by that Ray cluster (GCS, raylet, dashboard and its modules, agents, client
-server, autoscaler monitor, a worker) and that MLflow server (and its uvicorn worker):
-all must be on loopback, and none must answer on the machine's other addresses.
+server, autoscaler monitor, a worker), that MLflow server (and its uvicorn worker) and
+that optuna-dashboard: all must be on loopback, and none must answer on the machine's
+other addresses.
 Cleanup kills only what this test started: never ``make down`` or ``ray stop``, which
 would also stop a user's cluster."""
 
@@ -56,31 +57,35 @@ print(ray.get(probe.pid.remote(), timeout=120))
 """
 
 
-def _owned(ray_port: int, mlflow_port: int, ray_tmp: str) -> tuple[list, list]:
-    """(Ray processes, MLflow processes) of the services this test started: those whose
-    command line names the GCS port on any address (or this test's Ray temp dir; or the
-    MLflow port), plus all their descendants (agents, workers, dashboard modules)."""
+def _owned(ray_port: int, mlflow_port: int, optuna_port: int, ray_tmp: str) -> list[list]:
+    """[Ray, MLflow, optuna-dashboard processes] of the services this test started: those
+    whose command line names the GCS port on any address (or this test's Ray temp dir; or
+    the MLflow port; or optuna-dashboard's port), plus all their descendants (agents,
+    workers, dashboard modules)."""
     ray_marks = re.compile(
         rf"([\d.]+:{ray_port}|\]:{ray_port}|--gcs_server_port={ray_port}|--port={ray_port})"
         rf"(?!\d)|{re.escape(ray_tmp)}"
     )
+    optuna_marks = re.compile(rf"optuna-dashboard .*--port[ =]{optuna_port}(?!\d)")
     mlflow_marks = re.compile(rf"--port[ =]{mlflow_port}(?!\d)")
-    roots: dict[str, list] = {"ray": [], "mlflow": []}
+    roots: dict[str, list] = {"ray": [], "mlflow": [], "optuna": []}
     for p in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(p.info["cmdline"] or [])
         if ray_marks.search(cmdline):
             roots["ray"].append(p)
+        elif optuna_marks.search(cmdline):
+            roots["optuna"].append(p)
         elif mlflow_marks.search(cmdline):
             roots["mlflow"].append(p)
     out = []
-    for kind in ("ray", "mlflow"):
+    for kind in ("ray", "mlflow", "optuna"):
         procs = {}
         for root in roots[kind]:
             with contextlib.suppress(psutil.Error):
                 for p in [root, *root.children(recursive=True)]:
                     procs[p.pid] = p
         out.append(list(procs.values()))
-    return out[0], out[1]
+    return out
 
 
 def _listening(procs) -> list[tuple[str, int, str, int, str]]:
@@ -135,6 +140,7 @@ def _answers(url: str) -> int:
 
 def test_make_up_binds_loopback_only(tmp_path):
     ray_port, dashboard_port, mlflow_port = free_port(), free_port(), free_port()
+    optuna_port = free_port()
     flag_ports = {f"--{n}-port": free_port() for n in RAY_PORT_FLAGS}
     env_ports = {k: free_port() for k in RAY_PORT_ENV}
     # Ray's own temp dir, so this cluster does not become /tmp/ray's current cluster (the
@@ -142,7 +148,8 @@ def test_make_up_binds_loopback_only(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="rbind", dir="/tmp")
     start_args = " ".join(f"{k}={v}" for k, v in flag_ports.items()) + f" --temp-dir={ray_tmp}"
     env = {**ray_env(), **{k: str(v) for k, v in env_ports.items()}}
-    for var in ("HOST", "RAY_START_ARGS", "RUN_DIR"):  # the Makefile's defaults are under test
+    # the Makefile's defaults are under test (the Optuna storage: SQLite in RUN_DIR)
+    for var in ("HOST", "RAY_START_ARGS", "RUN_DIR", "OPTUNA_STORAGE"):
         env.pop(var, None)
     cmd = [
         "make",
@@ -154,6 +161,7 @@ def test_make_up_binds_loopback_only(tmp_path):
         f"RAY_PORT={ray_port}",
         f"DASHBOARD_PORT={dashboard_port}",
         f"MLFLOW_PORT={mlflow_port}",
+        f"OPTUNA_PORT={optuna_port}",
         f"RAY_START_ARGS={start_args}",
     ]
     t0 = time.monotonic()
@@ -185,22 +193,27 @@ def test_make_up_binds_loopback_only(tmp_path):
 
         # Some listeners (dashboard modules, metrics servers) come up after `ray start`
         # returns: wait for every port this test gave out before taking the inventory.
-        expected = {ray_port, dashboard_port, mlflow_port}
+        expected = {ray_port, dashboard_port, mlflow_port, optuna_port}
         expected |= set(flag_ports.values()) | set(env_ports.values())
         deadline = time.monotonic() + 60
         while True:
-            ray_procs, mlflow_procs = _owned(ray_port, mlflow_port, ray_tmp)
+            ray_procs, mlflow_procs, optuna_procs = _owned(
+                ray_port, mlflow_port, optuna_port, ray_tmp
+            )
             ray_socks, mlflow_socks = _listening(ray_procs), _listening(mlflow_procs)
-            missing = expected - {s[3] for s in ray_socks + mlflow_socks}
+            optuna_socks = _listening(optuna_procs)
+            socks = ray_socks + mlflow_socks + optuna_socks
+            missing = expected - {s[3] for s in socks}
             if not missing or time.monotonic() > deadline:
                 break
             time.sleep(2)
 
         roles = {ray_port: "GCS", dashboard_port: "dashboard", mlflow_port: "MLflow"}
+        roles |= {optuna_port: "Optuna dashboard"}
         roles |= {v: k[2:] for k, v in flag_ports.items()}
         roles |= {v: k for k, v in env_ports.items()}
         print(f"{'process':28} {'pid':>7} {'address':18} {'port':>5} proto  port given as")
-        for name, pid, ip, port, proto in ray_socks + mlflow_socks:
+        for name, pid, ip, port, proto in socks:
             role = roles.get(port, "(Ray's choice)")
             print(f"{name:28} {pid:>7} {ip:18} {port:>5} {proto:6} {role}")
         if missing:
@@ -210,16 +223,18 @@ def test_make_up_binds_loopback_only(tmp_path):
         assert ray_port in ray_ports, f"no GCS listener on {ray_port}: {ray_socks}"
         assert dashboard_port in ray_ports, f"no dashboard on {dashboard_port}: {ray_socks}"
         assert mlflow_port in {s[3] for s in mlflow_socks}, f"no MLflow: {mlflow_socks}"
+        # the dashboard `up` started is the process listening there (not one left over)
+        assert {s[3] for s in optuna_socks} == {optuna_port}, f"optuna: {optuna_socks}"
         assert worker_pid in {p.pid for p in ray_procs}, "the probe's worker was not found"
         assert worker_pid in {s[1] for s in ray_socks}, "the probe's worker listens nowhere"
 
-        exposed = [s for s in ray_socks + mlflow_socks if not _is_loopback(s[2])]
+        exposed = [s for s in socks if not _is_loopback(s[2])]
         assert not exposed, f"sockets not on loopback: {exposed}"
 
         # What the kernel says, checked from outside: nothing answers on another address.
         print(f"this machine's other addresses, where nothing may answer: {_external_addresses()}")
         for ip in _external_addresses():
-            for port in sorted({s[3] for s in ray_socks + mlflow_socks if s[4] == "tcp"}):
+            for port in sorted({s[3] for s in socks if s[4] == "tcp"}):
                 family = socket.AF_INET6 if ":" in ip else socket.AF_INET
                 with socket.socket(family) as s:
                     s.settimeout(2)
@@ -227,11 +242,13 @@ def test_make_up_binds_loopback_only(tmp_path):
 
         assert _answers(f"http://127.0.0.1:{dashboard_port}/") < 500
         assert _answers(f"http://127.0.0.1:{mlflow_port}/health") == 200
+        assert _answers(f"http://127.0.0.1:{optuna_port}/api/studies") == 200
+        assert (tmp_path / "optuna.db").stat().st_size > 0, "Optuna's schema in RUN_DIR"
     finally:
-        ray_procs, mlflow_procs = _owned(ray_port, mlflow_port, ray_tmp)
+        ray_procs, mlflow_procs, optuna_procs = _owned(ray_port, mlflow_port, optuna_port, ray_tmp)
         stop_ray_cluster(ray_port)
         # stop_ray_cluster matches command lines; the agents (ray::DashboardAgent...) do
         # not name the port and outlive their raylet, so the whole tree found above goes.
-        terminate_all(ray_procs + mlflow_procs)
+        terminate_all(ray_procs + mlflow_procs + optuna_procs)
         shutil.rmtree(ray_tmp, ignore_errors=True)
         print(f"total: {time.monotonic() - t0:.0f} s")
