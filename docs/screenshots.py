@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1400, "height": 900}
+VIEWPORT = {"width": 1500, "height": 900}  # a laptop's browser window
 TIMEOUT_MS = 180_000  # the React app on 2 busy cores: generous, never a timing assertion
 RUNS_PNG, ARTIFACTS_PNG = "mlflow_runs.png", "mlflow_parent_artifacts.png"
 # Default attribute columns that only push the metrics off screen for a sweep.
@@ -57,7 +57,7 @@ class UiView:
 
 @contextlib.contextmanager
 def chromium_page(executable: str = CHROMIUM) -> Iterator:
-    """A Playwright page in headless system Chromium, 1400x900, with generous timeouts."""
+    """A Playwright page in headless system Chromium, 1500x900, with generous timeouts."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -236,6 +236,72 @@ def capture(
             page.screenshot(path=d / ARTIFACTS_PNG)
             view.screenshots.append(d / ARTIFACTS_PNG)
     return view
+
+
+# ------------------------------------------------------------------- optuna-dashboard
+
+STUDY_TRIALS_PNG, STUDY_HISTORY_PNG = "optuna_trials.png", "optuna_history.png"
+# The trials page's list: one button per trial, "Trial N" and its state chips.
+TRIAL_LIST = r"""() => {
+    const count = [...document.querySelectorAll('span, p, h6, div')]
+        .map(e => e.childElementCount ? '' : e.innerText.trim())
+        .find(t => /^\d+ Trials?$/.test(t));
+    const trials = [...document.querySelectorAll('.MuiListItemButton-root')]
+        .map(b => [b.innerText.split('\n')[0].trim(),
+                   [...b.querySelectorAll('.MuiChip-label')].map(c => c.innerText.trim())])
+        .filter(([name]) => /^Trial \d+$/.test(name));
+    // loaded: the heading's count is the list's length (it shows "0 Trials" before)
+    return count && trials.length && parseInt(count) === trials.length && [count, trials];
+}"""
+
+
+@dataclass
+class StudyView:
+    """What optuna-dashboard showed of a study: the trial count it printed ("4 Trials"),
+    each trial's chips by trial number ({3: ["Pruned"]}), the screenshots."""
+
+    count: str = ""
+    chips: dict[int, list[str]] = field(default_factory=dict)
+    screenshots: list[Path] = field(default_factory=list)
+
+
+def study_id(dashboard: str, name: str) -> int:
+    """The dashboard's id of the study ``name`` (its JSON API lists every study)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{dashboard.rstrip('/')}/api/studies", timeout=30) as r:
+        studies = json.load(r)["study_summaries"]
+    ids = [s["study_id"] for s in studies if s["study_name"] == name]
+    if not ids:
+        raise LookupError(f"no study {name!r} at {dashboard}: {[s['study_name'] for s in studies]}")
+    return ids[0]
+
+
+def capture_study(
+    dashboard: str, name: str, out_dirs: Sequence[Path], executable: str = CHROMIUM
+) -> StudyView:
+    """The study's History page and its trial list (states as chips) into every folder."""
+    view, sid = StudyView(), study_id(dashboard, name)
+    base = f"{dashboard.rstrip('/')}/dashboard/studies/{sid}"
+    with chromium_page(executable) as page:
+        page.goto(base)
+        page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for()
+        _unfocus(page)
+        _shoot(page, out_dirs, STUDY_HISTORY_PNG, view.screenshots)
+        page.goto(f"{base}/trials")
+        view.count, trials = page.wait_for_function(TRIAL_LIST).json_value()
+        view.chips = {int(t.split()[1]): chips for t, chips in trials}
+        _unfocus(page)
+        _shoot(page, out_dirs, STUDY_TRIALS_PNG, view.screenshots)
+    return view
+
+
+def _shoot(page, out_dirs: Sequence[Path], name: str, into: list[Path]) -> None:
+    for d in out_dirs:
+        Path(d).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=Path(d) / name)
+        into.append(Path(d) / name)
 
 
 def newest_parent(client, experiment: str, run_name: str | None = None):
