@@ -1,14 +1,18 @@
-"""Screenshots of a sweep in the MLflow UI, for the README: the experiment's runs table (the
-parent run expanded to one child run per trial, with the ``val_acc``/``test_acc`` columns) and
-the parent run's artifacts with the test-accuracy heat-map open.
+"""Screenshots of a sweep for the README: MLflow's runs table as the link a sweep prints
+opens it (the parent run expanded to one child run per trial, the sweep's columns), the parent
+run's artifacts with the test-accuracy heat-map open, and Optuna Dashboard's view of the
+sweep's study (its history, and the trial list with the pruned trials marked).
 
-    python docs/screenshots.py --tracking-uri http://127.0.0.1:5000 --experiment mnist_optimizers
+    python docs/screenshots.py --tracking-uri http://127.0.0.1:5000 --experiment mnist_optimizers \
+        --dashboard http://127.0.0.1:8080
 
-writes ``docs/img/mlflow_runs.png`` and ``docs/img/mlflow_parent_artifacts.png`` (the newest
-finished parent run, or ``--run NAME``). It drives Debian's Chromium (``apt-get install
-chromium``; ``--chromium`` or ``$CNNSWEEP_CHROMIUM`` for another binary) headless through
-Playwright's Python package; no browser is downloaded. ``tests/test_mlflow_ui.py`` runs the
-same code against a smoke sweep and checks what it read against MLflow's API.
+writes ``docs/img/mlflow_runs.png``, ``docs/img/mlflow_parent_artifacts.png`` and, with
+``--dashboard``, ``optuna_history.png`` and ``optuna_trials.png`` (the newest finished parent
+run, or ``--run NAME``; its study has the same name). It drives Debian's Chromium (``apt-get
+install chromium``; ``--chromium`` or ``$CNNSWEEP_CHROMIUM`` for another binary) headless
+through Playwright's Python package; no browser is downloaded. ``tests/test_mlflow_ui.py``
+and ``tests/test_dashboard.py`` run the same code against smoke sweeps and check what it read
+against MLflow's and the dashboard's APIs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sweeps.experiment_view import experiment_url
 
 CHROMIUM = os.environ.get("CNNSWEEP_CHROMIUM", "/usr/bin/chromium")
 # No sandbox (CI runs as root), no GPU, and none of Chromium's own background traffic:
@@ -37,8 +43,6 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1500, "height": 900}  # a laptop's browser window
 TIMEOUT_MS = 180_000  # the React app on 2 busy cores: generous, never a timing assertion
 RUNS_PNG, ARTIFACTS_PNG = "mlflow_runs.png", "mlflow_parent_artifacts.png"
-# Default attribute columns that only push the metrics off screen for a sweep.
-HIDE_ATTRIBUTES = ("Dataset", "Source", "Models")
 
 
 @dataclass
@@ -87,40 +91,6 @@ def _unfocus(page) -> None:
     page.mouse.move(0, VIEWPORT["height"] - 1)
 
 
-# The column selector's group headings ("Metrics (26)"); its entries are the columns.
-HEADING = r"^(Attributes|Metrics|Parameters|Tags)( \(\d+\))?$"
-# Entries of the column selector's tree, as [text, checked], once the search has filtered
-# them: every entry then contains the search text (a heading may be left, or nothing).
-SEARCHED_ENTRIES = """name => {
-    const nodes = [...document.querySelectorAll(
-        '[data-testid=column-selector-tree] [class*=tree-treenode]')];
-    const entries = nodes.map(n => [n.innerText.trim(), /checkbox-checked/.test(n.className)]);
-    const done = entries.every(([t]) => new RegExp(HEADING).test(t)
-        || t.toLowerCase().includes(name.toLowerCase()));
-    return done && entries;
-}""".replace("HEADING", repr(HEADING))
-
-
-def _set_column(page, group: str, name: str, on: bool) -> None:
-    """Tick or untick one column in the open "Columns" selector, as a user does: search
-    for it, then click the checkbox of the entry ``name`` under the ``group`` heading
-    (a metric and a parameter may share a name, e.g. ``lr``)."""
-    page.get_by_placeholder("Search columns").fill(name)
-    entries = page.wait_for_function(SEARCHED_ENTRIES, arg=name).json_value()
-    index, in_group = None, False
-    for i, (text, _checked) in enumerate(entries):
-        if re.match(HEADING, text):
-            in_group = text.startswith(group)
-        elif in_group and text == name:
-            index = i
-            break
-    if index is None:
-        raise LookupError(f"MLflow's column selector has no {group} column {name!r}: {entries}")
-    if entries[index][1] != on:
-        node = page.get_by_test_id("column-selector-tree").locator("[class*=tree-treenode]")
-        node.nth(index).locator("[class*=tree-checkbox]:not([class*=checkbox-inner])").click()
-
-
 def _table(page) -> tuple[dict[str, dict[str, str]], list[str]]:
     """Cell texts by run id (AG Grid splits each row over pinned and centre containers,
     joined here by row-id) and the header names by column id."""
@@ -144,39 +114,13 @@ def _table(page) -> tuple[dict[str, dict[str, str]], list[str]]:
 
 
 def show_runs(
-    page,
-    uri: str,
-    experiment_id: str,
-    parent_run_id: str,
-    metrics: Sequence[str],
-    params: Sequence[str] = (),
+    page, uri: str, experiment_id: str, parent_run_id: str
 ) -> tuple[dict[str, dict[str, str]], list[str], str]:
-    """Open the experiment's runs table, choose the columns, expand the parent run."""
-    page.goto(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs")
-    # MLflow 3 opens in its GenAI view; the switch to "Model training" (runs table) is
-    # remembered in localStorage, so the run pages opened later keep it too.
-    page.get_by_text("Model training", exact=True).click()
+    """Open the link a sweep prints (``experiment_view.experiment_url``: the runs table with
+    the sweep's saved columns, nothing chosen by hand) and expand the parent run."""
+    page.goto(experiment_url(uri, experiment_id))
     parent = page.locator(f'.ag-row[row-id="{parent_run_id}"]').first
     parent.wait_for()
-    _close_assistant(page)
-    page.get_by_role("button", name="Columns", exact=True).click()
-    for attr in HIDE_ATTRIBUTES:
-        with contextlib.suppress(LookupError):  # not every MLflow shows each of them
-            _set_column(page, "Attributes", attr, on=False)
-    for group, names in (("Parameters", params), ("Metrics", metrics)):
-        for col in names:
-            _set_column(page, group, col, on=True)
-    page.keyboard.press("Escape")
-    for col in metrics:
-        page.locator(f'.ag-header-cell[col-id="metrics.`{col}`"]').wait_for()
-    # Wide enough for the child runs' names (model-optimizer-lr), as a user drags it.
-    handle = page.locator('.ag-header-cell[col-id="attributes.`Run Name`"] .ag-header-cell-resize')
-    box = handle.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + 1, y)  # its left edge: the right half lies under "Created"
-    page.mouse.down()
-    page.mouse.move(box["x"] + 91, y, steps=10)
-    page.mouse.up()
     # Child runs sit under their parent, collapsed; its run-name cell has the toggle.
     before = page.locator(".ag-center-cols-container .ag-row").count()
     parent.locator("button[data-component-id*=runnamecellrenderer]").click()
@@ -193,6 +137,7 @@ def show_runs(
 def show_artifact(page, parent_run_id: str, image: str) -> tuple[list[str], int]:
     """From the runs table, open the parent run's Artifacts tab and click ``image``;
     returns the listed artifact names and the displayed image's natural width."""
+    _close_assistant(page)  # it would cover a third of the image
     page.locator(f'.ag-row[row-id="{parent_run_id}"] a[href*="/runs/{parent_run_id}"]').click()
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text(image, exact=True).click()
@@ -214,8 +159,6 @@ def capture(
     experiment_id: str,
     parent_run_id: str,
     out_dirs: Sequence[Path],
-    metrics: Sequence[str] = ("val_acc", "test_acc"),
-    params: Sequence[str] = ("optimizer", "lr"),
     image: str = "heatmap_test_acc.png",
     executable: str = CHROMIUM,
 ) -> UiView:
@@ -225,9 +168,7 @@ def capture(
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
     with chromium_page(executable) as page:
-        view.rows, view.headers, view.matching = show_runs(
-            page, uri, experiment_id, parent_run_id, metrics, params
-        )
+        view.rows, view.headers, view.matching = show_runs(page, uri, experiment_id, parent_run_id)
         for d in dirs:
             page.screenshot(path=d / RUNS_PNG)
             view.screenshots.append(d / RUNS_PNG)
@@ -336,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path(__file__).resolve().parent / "img", help="folder"
     )
     p.add_argument("--chromium", default=CHROMIUM, help=f"browser binary (default {CHROMIUM})")
+    p.add_argument("--dashboard", help="Optuna Dashboard URL (make up: http://127.0.0.1:8080)")
     return p
 
 
@@ -348,7 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.tracking_uri, exp_id, parent.info.run_id, [args.out], executable=args.chromium
     )
     print(f"{parent.info.run_name}: {len(view.rows)} runs in the table ({view.matching})")
-    for path in view.screenshots:
+    shots = view.screenshots
+    if args.dashboard:
+        study = capture_study(args.dashboard, parent.info.run_name, [args.out], args.chromium)
+        print(f"study {parent.info.run_name}: {study.count}")
+        shots += study.screenshots
+    for path in shots:
         print(path)
     return 0
 

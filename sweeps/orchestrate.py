@@ -15,6 +15,7 @@ from dataclasses import asdict
 from mlflow.tracking import MlflowClient
 
 from sweeps import finish, run_record
+from sweeps.experiment_view import experiment_url, mark_experiment
 from sweeps.load import data_provenance, data_sha256
 from sweeps.plan import Plan
 from sweeps.provenance import provenance
@@ -110,8 +111,9 @@ def open_tracking(
             fingerprint=plan.fingerprint,
             started_utc=prov["date_utc"],
         )
-    run_url = f"{public_uri(plan.tracking_uri).rstrip('/')}/#/experiments/{exp_id}/runs/{parent_id}"
-    print(f"[mlflow] parent run {run_url}", flush=True)
+    mark_experiment(client, exp_id)  # the link below opens its runs table, the sweep's columns
+    run_url = experiment_url(plan.tracking_uri, exp_id)
+    print(f"[mlflow] runs of this sweep: {run_url} (parent run {parent_id})", flush=True)
     shared = {k: tags[k] for k in ("sweep", "budget", "git_commit")}
     logger = MlflowTrialLogger(
         plan.tracking_uri,
@@ -182,7 +184,7 @@ def summarise(plan: Plan, done: Published, run_url: str) -> int:
     )
     print(summary_text(done.sweep_dir))
     print(f"Tables:  {done.sweep_dir}")
-    print(f"MLflow:  {run_url}")
+    print(f"MLflow:  {run_url} (runs table: the sweep's columns)")
     print(f"Optuna:  study {plan.run_name!r} in {public_url(plan.optuna_storage)}")
     if done.unlogged:
         print(

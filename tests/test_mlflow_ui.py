@@ -102,13 +102,17 @@ def test_mlflow_ui_lists_trials_and_parent_artifacts(
     # The runs table, parent expanded: the parent row plus exactly one row per trial.
     assert set(view.rows) == {parent.info.run_id, *children}
     assert view.matching == f"{len(runs)} matching runs"
-    assert {"metrics.val_acc", "metrics.test_acc", "params.lr"} <= set(view.headers)
+    # the link's saved view: the sweep's columns, MLflow's own defaults hidden
+    want = {"params.model", "params.optimizer", "params.lr", "metrics.val_acc", "metrics.test_acc"}
+    assert want | {"tags.stop_reason"} <= set(view.headers)
+    assert not {"attributes.Dataset", "attributes.Source", "attributes.Models"} & set(view.headers)
     for rid, child in children.items():
         cells = view.rows[rid]
         assert cells["attributes.Run Name"].splitlines()[-1] == child.info.run_name
         assert cells["params.lr"] == child.data.params["lr"]
         for metric in ("val_acc", "test_acc"):
             assert cells[f"metrics.{metric}"] == mlflow_format(child.data.metrics[metric])
+        assert cells["tags.stop_reason"] == child.data.tags["stop_reason"]
     row = trials.set_index("mlflow_run_id").loc[list(children)]
     assert [float(view.rows[r]["metrics.test_acc"]) for r in children] == pytest.approx(
         row["test_acc"].tolist(), abs=5e-4
