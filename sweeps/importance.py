@@ -186,6 +186,12 @@ def importance_sentence(table: pd.DataFrame, trials: pd.DataFrame) -> str:
     fan = table[table["evaluator"] == "fanova"].sort_values("rank")
     ped = table[table["evaluator"] == "ped_anova"].set_index("param")["importance"]
     n, seeds = int(fan["n_trials"].iloc[0]), int(fan["n_seeds"].iloc[0])
+    where = f"for {OBJECTIVE} on {table['data'].iloc[0]}"
+    if len(fan) == 1:
+        return (
+            f"Only **{fan['param'].iloc[0]}** varies among these {n} trials, so it carries "
+            f"all the importance {where} by construction; the tables above say which value wins."
+        )
     parts = [
         f"**{r.param}** ({r.importance:.2f} ± {r.importance_std:.2f}"
         + (f"; PED-ANOVA {ped[r.param]:.2f})" if r.param in ped else ")")
@@ -201,19 +207,38 @@ def importance_sentence(table: pd.DataFrame, trials: pd.DataFrame) -> str:
     caveat = (
         f"fewer than {FEW_TRIALS} trials: read it as a ranking, not a measurement"
         if n < FEW_TRIALS
-        else "the spread over seeds is the uncertainty of the forest, not of the sweep"
+        else "the spread over seeds is the forest's uncertainty, not the sweep's"
     )
+    tied = [f"{a} and {b}" for a, b in confounded(trials, list(fan["param"]))]
+    early = f", {stopped} stopped early by ASHA (judged at the epochs they reached)"
     return (
-        f"What matters most for {OBJECTIVE} on {table['data'].iloc[0]}: "
+        f"What matters most {where}: "
         + ", then ".join(parts)
         + f" (fANOVA mean ± std over {seeds} forest seeds). {agree}. From {n} trials"
+        + (early if stopped else "")
+        + f"; {caveat}."
         + (
-            f", {stopped} of them stopped early by ASHA (judged at the epochs they reached)"
-            if stopped
+            f" {'; '.join(tied).capitalize()} change together in these trials, so their "
+            "shares cannot be told apart."
+            if tied
             else ""
         )
-        + f"; {caveat}."
     )
+
+
+def confounded(trials: pd.DataFrame, params: list[str]) -> list[tuple[str, str]]:
+    """Pairs of hyperparameters that determine each other here (each paper row brings its
+    own model and augmentation): the evaluators split their effect arbitrarily."""
+
+    def determines(a: str, b: str) -> bool:
+        return bool((trials.groupby(a, dropna=False)[b].nunique(dropna=False) <= 1).all())
+
+    return [
+        (a, b)
+        for i, a in enumerate(params)
+        for b in params[i + 1 :]
+        if determines(a, b) and determines(b, a)
+    ]
 
 
 def importance_section(doc: Doc, tables: dict[str, pd.DataFrame], folder: Path, title: str) -> None:

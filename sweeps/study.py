@@ -169,7 +169,9 @@ class StudyMirror(tune.Callback):
         study_id = self.open()
         storage = self._storage
         for t in storage.get_all_trials(study_id, deepcopy=False):
-            if t.user_attrs.get(TUNE_ID) == tid:
+            if t.user_attrs.get(TUNE_ID) == tid:  # a resumed sweep's: carry on with it
+                if t.state.is_finished():
+                    self.ended.add(tid)
                 self.ids[tid] = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
                 return self.ids[tid]
         oid = storage.create_new_trial(study_id)
@@ -186,9 +188,9 @@ class StudyMirror(tune.Callback):
         return oid
 
     def _report(self, trial, result: dict) -> None:
+        oid = self._trial_id(trial)
         if trial.trial_id in self.ended or INTERMEDIATE not in result:
             return
-        oid = self._trial_id(trial)
         value = float(result[INTERMEDIATE])
         self.best[trial.trial_id] = max(value, self.best.get(trial.trial_id, value))
         step = int(result.get("epoch", result.get("training_iteration", 0)))
@@ -198,9 +200,9 @@ class StudyMirror(tune.Callback):
         """COMPLETE (its own epochs or stopping rule), PRUNED (ASHA), FAIL (error); the
         value is the best validation accuracy reached, the stop reason a user attribute."""
         tid = trial.trial_id
+        oid = self._trial_id(trial)
         if tid in self.ended:
             return
-        oid = self._trial_id(trial)
         last = trial.last_result or {}
         epoch = int(last.get("epoch", 0))
         rule = last.get("stopped_by_rule")

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import psutil
 import pytest
 from conftest import (
@@ -164,6 +165,15 @@ def check_nothing_lost(tmp: Path, uri: str, name: str, n_trials: int, epochs: in
     assert {"table1.parquet", "trials.parquet"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)
     }
+    # the Optuna study too: one trial per Tune trial (a resumed driver adds none), each
+    # epoch's val_acc once, and a final state
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/ray/optuna.db")
+    by_tune = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert len(study.trials) == len(trials) and set(by_tune) == set(trials["trial_id"])
+    for row in trials.itertuples():
+        t = by_tune[row.trial_id]
+        assert t.state.is_finished() and t.state.name != "FAIL", (row.trial_id, t.state)
+        assert sorted(t.intermediate_values) == list(range(1, row.epochs_run + 1))
     return trials, ep
 
 
