@@ -76,7 +76,7 @@ def plan_configs(plan: Plan) -> pd.DataFrame:
     frame = pd.DataFrame([config_columns(c, int(c["epochs"])) for c in configs])
     if plan.tune.search == "optuna":
         lo, hi = plan.sweep.lr_range
-        frame = pd.concat([frame, frame.head(2).assign(lr=[lo, hi][: min(2, len(frame))])])
+        frame = pd.concat([frame, frame.iloc[[0, 0]].assign(lr=[lo, hi])], ignore_index=True)
     return frame
 
 
