@@ -68,11 +68,11 @@ def distributions(trials: pd.DataFrame, params: list[str]) -> dict[str, BaseDist
         if p == "lr":
             out[p] = FloatDistribution(float(values.min()), float(values.max()), log=True)
         else:
-            out[p] = CategoricalDistribution(sorted(values.map(_plain).unique()))
+            out[p] = CategoricalDistribution(sorted(values.map(plain).unique()))
     return out
 
 
-def _plain(v):
+def plain(v):
     """numpy scalars -> Python ones (Optuna stores categorical choices as JSON)."""
     return v.item() if isinstance(v, np.generic) else v
 
@@ -83,7 +83,7 @@ def study_of(trials: pd.DataFrame, params: list[str]) -> optuna.Study:
     study = optuna.create_study(direction="maximize")
     study.add_trials(
         optuna.trial.create_trial(
-            params={p: (float(r[p]) if p == "lr" else _plain(r[p])) for p in params},
+            params={p: (float(r[p]) if p == "lr" else plain(r[p])) for p in params},
             distributions=dists,
             value=100 * float(r[OBJECTIVE]),
             user_attrs={"trial_id": str(r["trial_id"])},

@@ -45,6 +45,7 @@ def run_sweep(plan: Plan, data: dict[str, DataSplits]) -> int:
         results, logger.trial_paths, logger.run_ids, plan.max_epochs, plan.cells
     )
     trials = finish.evaluate_stopped(trials, confusions, data, cluster)
+    mirror.reconcile(trials, epochs)
     finish.log_trial_artifacts(logger, trials, epochs, confusions, data)
     done = publish_results(plan, trials, epochs, scheduler, confusions, data, prov, logger, started)
     return summarise(plan, done, run_url)

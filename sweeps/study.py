@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from ray import tune
 from sqlalchemy.engine import make_url
 
-from sweeps.importance import distributions, judged_params
+from sweeps.importance import distributions, judged_params, plain
 from sweeps.plan import Plan
 from sweeps.trials import config_columns, stop_reason
 from trainables.config import ConfigError
@@ -136,7 +136,7 @@ class StudyMirror(tune.Callback):
     # ---------------------------------------------------------------- Tune hooks
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._safely(self._trial_id, trial)
+        self._safely(lambda: self._trial_id(self._row(trial)))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._safely(self._report, trial, result)
@@ -161,9 +161,14 @@ class StudyMirror(tune.Callback):
                 )
                 self._warned = True
 
-    def _trial_id(self, trial) -> int:
+    def _row(self, trial) -> dict:
+        """A Tune trial's config as trials-table columns."""
+        cfg = resolve_config(trial.config, self.cells)
+        return {**config_columns(cfg, int(cfg.get("epochs", 0))), "trial_id": trial.trial_id}
+
+    def _trial_id(self, row: dict) -> int:
         """The Optuna trial of a Tune trial: known, found by its attribute, or new."""
-        tid = trial.trial_id
+        tid = row["trial_id"]
         if tid in self.ids:
             return self.ids[tid]
         study_id = self.open()
@@ -175,20 +180,18 @@ class StudyMirror(tune.Callback):
                 self.ids[tid] = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
                 return self.ids[tid]
         oid = storage.create_new_trial(study_id)
-        cfg = resolve_config(trial.config, self.cells)
-        row = config_columns(cfg, int(cfg.get("epochs", 0)))
         for name, dist in self.dists.items():
             value = float(row[name]) if isinstance(dist, FloatDistribution) else row[name]
             storage.set_trial_param(oid, name, dist.to_internal_repr(value), dist)
         storage.set_trial_user_attr(oid, TUNE_ID, tid)
         for key in ("label", "dataset", "seed"):
             if row.get(key) not in (None, "") and key not in self.dists:
-                storage.set_trial_user_attr(oid, key, row[key])
+                storage.set_trial_user_attr(oid, key, plain(row[key]))
         self.ids[tid] = oid
         return oid
 
     def _report(self, trial, result: dict) -> None:
-        oid = self._trial_id(trial)
+        oid = self._trial_id(self._row(trial))
         if trial.trial_id in self.ended or INTERMEDIATE not in result:
             return
         value = float(result[INTERMEDIATE])
@@ -199,23 +202,46 @@ class StudyMirror(tune.Callback):
     def _end(self, trial, status: str) -> None:
         """COMPLETE (its own epochs or stopping rule), PRUNED (ASHA), FAIL (error); the
         value is the best validation accuracy reached, the stop reason a user attribute."""
-        tid = trial.trial_id
-        oid = self._trial_id(trial)
-        if tid in self.ended:
-            return
+        row = self._row(trial)
         last = trial.last_result or {}
         epoch = int(last.get("epoch", 0))
         rule = last.get("stopped_by_rule")
-        max_t = int(resolve_config(trial.config, self.cells).get("epochs", epoch))
-        why = stop_reason(status, epoch, max_t, rule)
+        by_asha = status != "ERROR" and epoch < row["max_epochs"] and not rule
+        why = stop_reason(status, epoch, row["max_epochs"], rule)
+        self._finish(row, status, by_asha, self.best.get(trial.trial_id), why)
+
+    def _finish(self, row: dict, status: str, by_asha: bool, best, why: str) -> None:
+        tid = row["trial_id"]
+        oid = self._trial_id(row)
+        if tid in self.ended:
+            return
         self._storage.set_trial_user_attr(oid, "stop_reason", why)
-        if status == "ERROR":
-            state, values = TrialState.FAIL, None
-        else:
-            by_asha = epoch < max_t and not rule
-            state = TrialState.PRUNED if by_asha else TrialState.COMPLETE
-            values = [self.best[tid]] if tid in self.best else None
-            if values is None:  # no epoch reported: Optuna needs a value to complete
-                state = TrialState.FAIL
-        self._storage.set_trial_state_values(oid, state, values)
+        state = TrialState.PRUNED if by_asha else TrialState.COMPLETE
+        if status == "ERROR" or best is None or pd.isna(best):
+            state, best = TrialState.FAIL, None  # Optuna needs a value to complete
+        self._storage.set_trial_state_values(oid, state, None if best is None else [float(best)])
         self.ended.add(tid)
+
+    # ------------------------------------------------------------- after the sweep
+
+    def reconcile(self, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
+        """Make the study say what the trials table says: a trial whose end this driver
+        never saw (its predecessor was killed between Tune's decision and the write, or the
+        database was down) gets its epochs and final state from the tables."""
+        self._safely(self._reconcile, trials, epochs)
+
+    def _reconcile(self, trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
+        for row in trials.to_dict("records"):
+            oid = self._trial_id(row)
+            if row["trial_id"] in self.ended:
+                continue
+            mine = epochs[epochs["trial_id"] == row["trial_id"]]
+            for e in mine.itertuples():
+                self._storage.set_trial_intermediate_value(oid, int(e.epoch), float(e.val_acc))
+            self._finish(
+                row,
+                row["status"],
+                bool(row["stopped_early"]),
+                row["best_val_acc"],
+                row["stop_reason"],
+            )

@@ -129,3 +129,46 @@ def test_a_storage_that_fails_costs_a_warning_not_the_sweep(tmp_path, capsys):
     mirror.on_trial_result(0, [], tune_trial("a", 0.01), {"epoch": 1, "val_acc": 0.5})
     out = capsys.readouterr().out
     assert out.count("[optuna]") == 1 and "the sweep goes on" in out
+
+
+def test_reconcile_ends_what_a_killed_driver_left_running_and_adds_what_it_missed(tmp_path):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    dists = {"lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True)}
+    old = StudyMirror(url, "run-2", dists, None)
+    a = tune_trial("a", 0.01)
+    old.on_trial_start(0, [], a)
+    old.on_trial_result(0, [], a, {"epoch": 1, "val_acc": 0.4})  # then the driver died
+    new = StudyMirror(url, "run-2", dists, None)
+    cols = {"model": "resnet18", "optimizer": "sgd", "max_epochs": 3, "seed": 0}
+    trials = pd.DataFrame(
+        [
+            {
+                "trial_id": "a",
+                "lr": 0.01,
+                "status": "TERMINATED",
+                "stopped_early": True,
+                "best_val_acc": 0.45,
+                "stop_reason": "ASHA at epoch 2 of 3",
+                **cols,
+            },
+            {
+                "trial_id": "b",
+                "lr": 0.1,
+                "status": "ERROR",
+                "stopped_early": False,
+                "best_val_acc": np.nan,
+                "stop_reason": "error before epoch 1",
+                **cols,
+            },
+        ]
+    )
+    epochs = pd.DataFrame({"trial_id": ["a", "a"], "epoch": [1, 2], "val_acc": [0.4, 0.45]})
+    new.reconcile(trials, epochs)
+    got = {
+        t.user_attrs["tune_trial_id"]: t
+        for t in optuna.load_study(study_name="run-2", storage=url).trials
+    }
+    assert set(got) == {"a", "b"}
+    assert got["a"].state.name == "PRUNED" and got["a"].value == 0.45
+    assert got["a"].intermediate_values == {1: 0.4, 2: 0.45}
+    assert got["b"].state.name == "FAIL" and got["b"].params == {"lr": 0.1}
