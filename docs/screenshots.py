@@ -113,21 +113,25 @@ def _table(page) -> tuple[dict[str, dict[str, str]], list[str]]:
     return rows, [name(c) for c, text in headers.items() if text]
 
 
-def show_runs(
-    page, uri: str, experiment_id: str, parent_run_id: str
-) -> tuple[dict[str, dict[str, str]], list[str], str]:
-    """Open the link a sweep prints (``experiment_view.experiment_url``: the runs table with
-    the sweep's saved columns, nothing chosen by hand) and expand the parent run."""
-    page.goto(experiment_url(uri, experiment_id))
+def expand_parent(page, parent_run_id: str) -> None:
+    """Child runs sit under their parent, collapsed; its run-name cell has the toggle."""
     parent = page.locator(f'.ag-row[row-id="{parent_run_id}"]').first
     parent.wait_for()
-    # Child runs sit under their parent, collapsed; its run-name cell has the toggle.
     before = page.locator(".ag-center-cols-container .ag-row").count()
     parent.locator("button[data-component-id*=runnamecellrenderer]").click()
     page.wait_for_function(
         "n => document.querySelectorAll('.ag-center-cols-container .ag-row').length > n",
         arg=before,
     )
+
+
+def show_runs(
+    page, uri: str, experiment_id: str, parent_run_id: str
+) -> tuple[dict[str, dict[str, str]], list[str], str]:
+    """Open the link a sweep prints (``experiment_view.experiment_url``: the runs table with
+    the sweep's saved columns, nothing chosen by hand) and expand the parent run."""
+    page.goto(experiment_url(uri, experiment_id))
+    expand_parent(page, parent_run_id)
     _unfocus(page)
     matching = page.get_by_text(re.compile(r"\d+ matching runs?")).first.inner_text()
     rows, headers = _table(page)

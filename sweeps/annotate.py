@@ -4,9 +4,10 @@ paper script: its contract (published-vs-ours pairs, notes), verdicts and forced
     python -m sweeps.annotate results/mnist_optimizers [results/<sweep> ...]
 
 The trials and epochs tables (the measurements) are not touched; each paper table
-(Parquet and Markdown) is rewritten atomically, its provenance the sweep's own plus a
-``tables_rebuilt`` record (date, commit, command), and the report is rendered again. A
-folder is matched to its paper script by its name (the sweep's name).
+(Parquet and Markdown) and ``importance.parquet`` are rewritten atomically, their
+provenance the sweep's own plus a ``tables_rebuilt`` record (date, commit, command), and
+the report is rendered again. A folder is matched to its paper script by its name (the
+sweep's name).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sweeps import (
     cifar_cnns,
     mnist_optimizers,
 )
+from sweeps.importance import importance_table
 from sweeps.provenance import load_provenance, provenance
 from sweeps.publish import paper_table_md
 from sweeps.report import render
@@ -43,10 +45,14 @@ def retable(folder: Path, rebuilt: dict) -> list[Path]:
         raise SystemExit(f"{folder}: no trials.parquet to rebuild the tables from")
     prov = load_provenance(trials_path) | {"tables_rebuilt": rebuilt}
     done = []
-    for name, df in sweep.make_tables(pd.read_parquet(trials_path)).items():
+    trials = pd.read_parquet(trials_path)
+    for name, df in sweep.make_tables(trials).items():
         write_parquet(df, folder / f"{name}.parquet", prov)
         write_text(paper_table_md(name, df, prov), folder / f"{name}.md")
         done.append(folder / f"{name}.parquet")
+    # hyperparameter importance, as a sweep writes it (older results have none)
+    write_parquet(importance_table(trials), folder / "importance.parquet", prov)
+    done.append(folder / "importance.parquet")
     render(folder)
     return done
 

@@ -7,42 +7,15 @@ without them it fails in CI and is skipped elsewhere."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port, start_mlflow, stop_mlflow
+from conftest import free_port, start_mlflow, stop_mlflow
 from mlflow.tracking import MlflowClient
+from test_mlflow_ui import MISSING, shots
 
 from sweeps.experiment_view import RUNS_COLUMNS, experiment_url, mark_experiment
 
-
-def load_screenshots():
-    """``docs/screenshots.py`` (browser flags, the table reader) is a script: load it by path."""
-    name = "docs_screenshots"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "docs" / "screenshots.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look it up
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-shots = load_screenshots()
-
-
-def missing_browser() -> str:
-    """What the browser test lacks, in words; empty when it can run."""
-    missing = []
-    if importlib.util.find_spec("playwright") is None:
-        missing.append("the playwright Python package (pip install playwright)")
-    if not Path(shots.CHROMIUM).is_file():
-        missing.append(f"{shots.CHROMIUM} (apt-get install chromium)")
-    return " and ".join(missing)
-
-
-MISSING = missing_browser()
 VIEWPORT = {"width": 1500, "height": 900}
 # Three trials as a sweep logs them; metrics with 3 decimals, which the table shows as is.
 TRIALS = [
@@ -87,14 +60,7 @@ def open_runs_table(page, url: str, exp_id: str, parent: str) -> None:
     )
     assert page.url.split("#")[1].startswith(f"/experiments/{exp_id}/runs?"), page.url
     assert "Sessions" not in page.locator("aside").first.inner_text()  # GenAI sidebar item
-    row = page.locator(f'.ag-row[row-id="{parent}"]').first
-    row.wait_for()
-    before = page.locator(".ag-center-cols-container .ag-row").count()
-    row.locator("button[data-component-id*=runnamecellrenderer]").click()
-    page.wait_for_function(
-        "n => document.querySelectorAll('.ag-center-cols-container .ag-row').length > n",
-        arg=before,
-    )
+    shots.expand_parent(page, parent)
     page.mouse.move(0, VIEWPORT["height"] - 1)  # no hover highlight in the screenshot
 
 
