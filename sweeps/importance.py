@@ -201,7 +201,9 @@ def importance_sentence(table: pd.DataFrame, trials: pd.DataFrame) -> str:
     agree = (
         "PED-ANOVA ranks the same parameter first"
         if top_ped == fan["param"].iloc[0]
-        else f"PED-ANOVA ranks **{top_ped}** first instead, so the top place is not settled"
+        else f"PED-ANOVA (what sets the top 10 % of trials apart) ranks **{top_ped}** first "
+        "instead, so the top place is not settled: what matters is likely a combination of "
+        "values, which the heat-map shows cell by cell"
     )
     stopped = int(trials["stopped_early"].astype(bool).sum()) if "stopped_early" in trials else 0
     caveat = (
