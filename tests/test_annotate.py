@@ -11,6 +11,7 @@ import pytest
 
 from sweeps import annotate
 from sweeps.compare import VERDICTS
+from sweeps.importance import importance_table
 from sweeps.provenance import load_provenance
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "mnist_optimizers"
@@ -26,6 +27,7 @@ def test_rebuilds_tables_and_report_from_committed_trials(tmp_path):
         folder / "table1.parquet"
     )
     (folder / "report.md").unlink()
+    (folder / "importance.parquet").unlink()  # results from before importance existed
 
     assert annotate.main([str(folder)]) == 0
 
@@ -37,7 +39,16 @@ def test_rebuilds_tables_and_report_from_committed_trials(tmp_path):
     prov = load_provenance(folder / "table1.parquet")
     assert prov["tables_rebuilt"]["command"] == f"python -m sweeps.annotate {folder}"
     assert prov["command"] == load_provenance(folder / "trials.parquet")["command"]
-    assert (folder / "report.md").read_text().splitlines()[2].startswith("- Verdicts: ")
+    report = (folder / "report.md").read_text()
+    assert report.splitlines()[2].startswith("- Verdicts: ")
+    # the importances, from the same trials, and the report's section drawn from them
+    imp = pd.read_parquet(folder / "importance.parquet")
+    trials = pd.read_parquet(folder / "trials.parquet")
+    pd.testing.assert_frame_equal(imp, importance_table(trials))
+    assert set(imp["param"]) == {"model", "optimizer", "lr"}
+    assert "## What matters: hyperparameter importance" in report
+    for fig in ("importance.png", "parallel_coordinates.png"):
+        assert f"](report/{fig})" in report and (folder / "report" / fig).stat().st_size > 0
 
 
 def test_an_unknown_folder_names_the_known_sweeps(tmp_path):
