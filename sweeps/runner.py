@@ -56,7 +56,6 @@ def check_services(plan: Plan) -> None:
     check_writable(plan.results_dir)
     from sweeps.study import check_storage  # imports Ray: after apply_environment
 
-    plan.storage.mkdir(parents=True, exist_ok=True)  # Tune would; the default study is in it
     check_storage(plan.optuna_storage)
 
 

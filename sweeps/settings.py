@@ -63,6 +63,10 @@ def process_environment(
         # epoch-long iterations that is cheap, so its "may become a bottleneck" warning
         # is noise.
         "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+        # MLflow prints "View run/experiment at .../#/experiments/<id>" for every run it
+        # closes: 3.17's GenAI overview, not the runs table. The sweep prints its own link
+        # (sweeps.experiment_view), once.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         # Fail in seconds, not minutes, when MLflow is briefly gone; the logger retries.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",

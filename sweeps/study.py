@@ -16,13 +16,17 @@ storage that fails mid-sweep costs a warning, never the sweep.
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
+from contextlib import closing
+from pathlib import Path
 
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState
 from ray import tune
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from sweeps.importance import distributions, judged_params, plain
@@ -53,16 +57,42 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def check_storage(url: str) -> None:
-    """Fail before any trial when the storage URL is not one Optuna can open."""
+    """Fail before any trial when Optuna could not use the storage URL; writes nothing (the
+    study is created when the first trial starts)."""
+    allowed = (
+        "allowed: a SQLAlchemy URL of a database Optuna can use, e.g. "
+        "sqlite:////abs/path/optuna.db or postgresql+psycopg2://user@host/db"
+    )
     try:
-        open_storage(url)
-    except Exception as exc:  # SQLAlchemy raises ArgumentError, OperationalError, ...
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            _check_sqlite_file(parsed.database)
+            return
+        with closing(create_engine(url).connect()):
+            pass
+    except ConfigError as exc:
+        raise ConfigError(f"--optuna-storage {public_url(url)}: {exc}; {allowed}") from None
+    except Exception as exc:  # SQLAlchemy: ArgumentError, OperationalError, NoSuchModule...
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise ConfigError(
-            f"--optuna-storage {public_url(url)}: cannot open it ({first}); allowed: a "
-            "SQLAlchemy URL of a database Optuna can use, e.g. sqlite:////abs/path/optuna.db "
-            "or postgresql://user@host/db (password in ~/.pgpass or the URL)"
+            f"--optuna-storage {public_url(url)}: cannot open it ({first}); {allowed}"
         ) from None
+
+
+def _check_sqlite_file(database: str | None) -> None:
+    """A file the sweep can create or write: its nearest existing folder is writable."""
+    if not database or database == ":memory:":
+        raise ConfigError("an in-memory SQLite study dies with the driver; name a file")
+    path = Path(database)
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{path} is not writable")
+        return
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"cannot create {path}: {folder} is not a writable folder")
 
 
 def plan_configs(plan: Plan) -> pd.DataFrame:
@@ -120,6 +150,9 @@ class StudyMirror(tune.Callback):
     def open(self) -> int:
         """The study (created, or the resumed run's); returns its id in the storage."""
         if self._study_id is None:
+            database = make_url(self._url).database
+            if make_url(self._url).get_backend_name() == "sqlite" and database:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
             self._storage = open_storage(self._url)
             study = optuna.create_study(
                 storage=self._storage,

@@ -224,6 +224,25 @@ CASES = [
         "ftp://127.0.0.1/x: scheme 'ftp://' is not supported",
         "allowed: http(s)://",
     ),
+    # issue 16: the Optuna study's database
+    Bad(
+        "optuna-storage-scheme",
+        ("--optuna-storage", "ftp://127.0.0.1/x"),
+        "--optuna-storage ftp://127.0.0.1/x: cannot open it",
+        "allowed: a SQLAlchemy URL",
+    ),
+    Bad(
+        "optuna-storage-memory",
+        ("--optuna-storage", "sqlite:///:memory:"),
+        "an in-memory SQLite study dies with the driver",
+        "allowed: a SQLAlchemy URL",
+    ),
+    Bad(
+        "optuna-storage-unwritable",
+        ("--optuna-storage", "sqlite:////dev/null/optuna.db"),
+        "cannot create /dev/null/optuna.db: /dev/null is not a writable folder",
+        "sqlite:////abs/path/optuna.db",
+    ),
     Bad("name-traversal", ("--name", "../../../tmp/escape"), "'../../../tmp/escape'", "plain name"),
     Bad("name-absolute", ("--name", "/tmp/escape"), "'/tmp/escape'", "no '..' or path"),
     Bad("name-dots", ("--name", ".."), "--name '..' is not a plain name", "allowed: 1-128"),

@@ -124,7 +124,8 @@ def test_mirror_writes_one_trial_per_tune_trial_and_a_resumed_driver_adds_none(t
 
 
 def test_a_storage_that_fails_costs_a_warning_not_the_sweep(tmp_path, capsys):
-    mirror = StudyMirror(f"sqlite:///{tmp_path}/missing/dir/optuna.db", "run", {}, None)
+    (tmp_path / "a-file").write_text("")  # the database's folder cannot be made
+    mirror = StudyMirror(f"sqlite:///{tmp_path}/a-file/optuna.db", "run", {}, None)
     mirror.on_trial_start(0, [], tune_trial("a", 0.01))
     mirror.on_trial_result(0, [], tune_trial("a", 0.01), {"epoch": 1, "val_acc": 0.5})
     out = capsys.readouterr().out
