@@ -63,7 +63,7 @@ def stop_reason(status: str, epochs_run: int, max_t: int, rule: str | None = Non
         return f"{rule} at epoch {epochs_run} of {max_t}"
     if epochs_run < max_t:
         return f"ASHA at epoch {epochs_run} of {max_t}"
-    return f"finished ({epochs_run} epochs)"
+    return f"finished ({epochs_run} epoch{'' if epochs_run == 1 else 's'})"
 
 
 def best_by_validation(trials: pd.DataFrame, by: str | list[str] | None = None):

@@ -78,6 +78,7 @@ def test_parameters_that_change_together_are_called_confounded():
 def test_stop_reason_names_what_ended_the_trial_and_when():
     assert stop_reason("TERMINATED", 2, 10) == "ASHA at epoch 2 of 10"
     assert stop_reason("TERMINATED", 10, 10) == "finished (10 epochs)"
+    assert stop_reason("TERMINATED", 1, 1) == "finished (1 epoch)"
     assert stop_reason("TERMINATED", 7, 20, "patience") == "patience at epoch 7 of 20"
     assert stop_reason("ERROR", 3, 10) == "error at epoch 3"
     assert stop_reason("ERROR", 0, 10) == "error before epoch 1"
