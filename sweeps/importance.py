@@ -68,7 +68,7 @@ def distributions(trials: pd.DataFrame, params: list[str]) -> dict[str, BaseDist
         if p == "lr":
             out[p] = FloatDistribution(float(values.min()), float(values.max()), log=True)
         else:
-            out[p] = CategoricalDistribution(sorted(values.map(plain).unique()))
+            out[p] = CategoricalDistribution(sorted({plain(v) for v in values}))
     return out
 
 

@@ -23,8 +23,9 @@ SWEEPS = {"mnist_optimizers", "cifar_cnns", "chromosome_baselines", "anet_genera
 
 
 def cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    # a hang guard, not a speed target: `run` is a whole smoke sweep (~100 s on 2 idle cores)
     return subprocess.run(
-        [CNNSWEEP, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+        [CNNSWEEP, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
     )
 
 

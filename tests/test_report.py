@@ -140,6 +140,7 @@ def test_report_has_each_table_with_published_ours_delta(sweep):
         "Summary",
         "Paper tables: published vs ours",
         "Test accuracy",
+        "What matters: hyperparameter importance",
         "Learning curves of the best trials",
         "ASHA's stopping decisions",
         "Provenance",
