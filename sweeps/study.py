@@ -202,9 +202,9 @@ class StudyMirror(tune.Callback):
     def _trial_id(self, row: dict) -> int:
         """The Optuna trial of a Tune trial: known, found by its attribute, or new."""
         tid = row["trial_id"]
+        study_id = self.open()  # also after a restore: the ids come back, the storage not
         if tid in self.ids:
             return self.ids[tid]
-        study_id = self.open()
         storage = self._storage
         for t in storage.get_all_trials(study_id, deepcopy=False):
             if t.user_attrs.get(TUNE_ID) == tid:  # a resumed sweep's: carry on with it

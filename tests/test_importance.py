@@ -104,7 +104,12 @@ def test_mirror_writes_one_trial_per_tune_trial_and_a_resumed_driver_adds_none(t
     b.last_result = {"epoch": 2}
     first.on_trial_complete(0, [], b)  # 2 of 3 epochs, no rule: ASHA
 
-    # the driver dies; a new one (no saved state) carries on with trial a
+    # the driver dies; a new one carries on with trial a, with Tune's saved callback
+    # state (ids only: the storage is opened again) or without it
+    restored = StudyMirror(url, "run-1", dists, None)
+    restored.set_state(first.get_state())
+    restored.on_trial_result(0, [], a, {"epoch": 1, "val_acc": 0.5})
+    assert restored._warned is False
     second = StudyMirror(url, "run-1", dists, None)
     second.on_trial_start(0, [], a)
     second.on_trial_result(0, [], a, {"epoch": 2, "val_acc": 0.7})  # re-reported
