@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 
 from sweeps.importance import distributions, judged_params, plain
 from sweeps.plan import Plan
-from sweeps.trials import config_columns, stop_reason
+from sweeps.trials import config_columns, stop_reason, stopped_by_scheduler
 from trainables.config import ConfigError
 from trainables.schema import METRIC
 from trainables.trainable import resolve_config
@@ -239,7 +239,7 @@ class StudyMirror(tune.Callback):
         last = trial.last_result or {}
         epoch = int(last.get("epoch", 0))
         rule = last.get("stopped_by_rule")
-        by_asha = status != "ERROR" and epoch < row["max_epochs"] and not rule
+        by_asha = stopped_by_scheduler(status, epoch, row["max_epochs"], rule)
         why = stop_reason(status, epoch, row["max_epochs"], rule)
         self._finish(row, status, by_asha, self.best.get(trial.trial_id), why)
 

@@ -66,6 +66,11 @@ def stop_reason(status: str, epochs_run: int, max_t: int, rule: str | None = Non
     return f"finished ({epochs_run} epoch{'' if epochs_run == 1 else 's'})"
 
 
+def stopped_by_scheduler(status: str, epochs_run: int, max_t: int, rule=None) -> bool:
+    """ASHA stopped it: it ended before its epochs without an error or its own rule."""
+    return status == "TERMINATED" and epochs_run < max_t and not rule
+
+
 def best_by_validation(trials: pd.DataFrame, by: str | list[str] | None = None):
     """The trial validation picks (highest ``best_val_acc``; the first one on a tie), or
     one such trial per group of ``by`` as a DataFrame. Test accuracy never chooses: it
@@ -127,8 +132,8 @@ def trial_row(res, tid: str, cfg: dict, df: pd.DataFrame, run_id, max_epochs: in
         "status": status,
         "epochs_run": epochs_run,
         # stopped by ASHA: ended before its epochs without a stopping rule firing
-        "stopped_early": bool(
-            status == "TERMINATED" and epochs_run < max_t and not last.get("stopped_by_rule")
+        "stopped_early": stopped_by_scheduler(
+            status, epochs_run, max_t, last.get("stopped_by_rule")
         ),
         **{k: last.get(k, np.nan) for k in TEST_METRICS},
         "test_per_class_acc": last.get("test_per_class_acc"),
