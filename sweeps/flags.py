@@ -65,6 +65,12 @@ def add_search_flags(p: argparse.ArgumentParser, sweep: SweepDef) -> None:
     p.add_argument("--momentum", type=float, help="SGD momentum (default 0, as the papers)")
     p.add_argument("--grace-period", type=int, help="ASHA grace period in epochs")
     p.add_argument("--reduction-factor", type=float, help="ASHA reduction factor")
+    p.add_argument(
+        "--asha-quorum",
+        type=int,
+        help="records an ASHA rung needs before it judges; a trial reaching a rung with "
+        "fewer waits, paused (default: reduction factor + 1; 0: Tune's ASHA as is)",
+    )
     p.add_argument("--no-asha", action="store_true", help="run every trial to the end")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")
     p.add_argument(

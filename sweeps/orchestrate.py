@@ -64,6 +64,7 @@ def sweep_provenance(plan: Plan, data: dict[str, DataSplits], cluster: Cluster) 
             "enabled": t.asha,
             "grace_period": t.grace_period,
             "reduction_factor": t.reduction_factor,
+            "quorum": t.quorum,
             "time_attr": "epoch",
             "metric": METRIC,
         },
@@ -173,6 +174,7 @@ def parent_params(plan: Plan, data: dict[str, DataSplits]) -> dict:
         "asha": t.asha,
         "grace_period": t.grace_period,
         "reduction_factor": t.reduction_factor,
+        "asha_quorum": t.quorum,
     }
 
 

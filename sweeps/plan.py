@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import re
 import time
@@ -53,6 +54,7 @@ class TuneOptions:
     asha: bool
     grace_period: int  # epochs
     reduction_factor: float
+    quorum: int  # ASHA: records a rung needs before it judges (sweeps.asha); 0: none
     max_failures: int  # restarts of a crashed trial from its checkpoint
     seed: int  # Optuna's sampler
     seeds: tuple[int, ...]  # each grid cell once per seed (trial init and shuffling)
@@ -441,6 +443,11 @@ def choose_tune_options(b: Budget, args, epochs: int) -> TuneOptions:
             f"--seeds {seeds} with --search {args.search}: allowed only with --search grid "
             "(Optuna samples new cells; it does not repeat one)"
         )
+    # rf + 1: a trial is judged against at least rf others, so "the top 1/rf" of the
+    # rung has a member besides it (bench/asha_efficiency.py measured it)
+    quorum = math.ceil(rf) + 1 if args.asha_quorum is None else args.asha_quorum
+    if quorum < 0:
+        raise ConfigError(f"--asha-quorum {quorum}: allowed: an integer >= 0 (0: no quorum)")
     if args.seed + seeds > 2**32:
         raise ConfigError(f"--seed {args.seed} --seeds {seeds}: the last seed must be < 2**32")
     return TuneOptions(
@@ -449,6 +456,7 @@ def choose_tune_options(b: Budget, args, epochs: int) -> TuneOptions:
         asha=b.asha and not args.no_asha,
         grace_period=grace,
         reduction_factor=rf,
+        quorum=quorum,
         max_failures=args.max_failures,
         seed=args.seed,
         seeds=tuple(range(args.seed, args.seed + seeds)),

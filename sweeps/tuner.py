@@ -9,10 +9,11 @@ from optuna.samplers import TPESampler
 from ray import tune
 from ray.tune import CLIReporter
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 import search_spaces
-from sweeps.asha import STATE_FILE, ResumableASHA
+from sweeps.asha import STATE_FILE, ResumableASHA, start_order
 from sweeps.plan import Plan
 from sweeps.ray_cluster import Cluster
 from trainables.progress import driver_style
@@ -36,6 +37,7 @@ def build_tuner(
     if plan.resume:
         return restore_tuner(plan, trainable, callbacks, scheduler), scheduler
     space, search_alg, num_samples = search_space(plan)
+    ordered = isinstance(search_alg, BasicVariantGenerator)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -45,7 +47,8 @@ def build_tuner(
             scheduler=scheduler,
             search_alg=search_alg,
             num_samples=num_samples,
-            max_concurrent_trials=plan.resources.max_concurrent,
+            # an ordered grid's generator holds the limit itself (Tune ignores this for it)
+            max_concurrent_trials=None if ordered else plan.resources.max_concurrent,
         ),
         run_config=tune.RunConfig(
             name=plan.run_name,
@@ -60,9 +63,10 @@ def build_tuner(
     return tuner, scheduler
 
 
-def search_space(plan: Plan) -> tuple[dict, OptunaSearch | None, int]:
-    """(param_space, search algorithm, num_samples): every grid cell once, or Optuna's
-    TPE over the same categories and the paper's lr range."""
+def search_space(plan: Plan) -> tuple[dict, OptunaSearch | BasicVariantGenerator | None, int]:
+    """(param_space, search algorithm, num_samples): every grid cell once (under ASHA in
+    the order :func:`sweeps.asha.start_order` chooses), or Optuna's TPE over the same
+    categories and the paper's lr range."""
     t = plan.tune
     optuna = OptunaSearch(sampler=TPESampler(seed=t.seed)) if t.search == "optuna" else None
     # several seeds: every cell once per seed (a row's or the base config's seed gives way)
@@ -75,7 +79,14 @@ def search_space(plan: Plan) -> tuple[dict, OptunaSearch | None, int]:
         return space, optuna, t.num_samples
     if t.search == "grid":
         grid = search_spaces.grid(plan.models, plan.optimizers, plan.lrs)
-        return {**plan.base_config, **grid, **seeds}, None, 1
+        space = {**plan.base_config, **grid, **seeds}
+        if not t.asha:
+            return space, None, 1
+        # each cell given in full: the grid's axes stay in the space, as its record
+        ordered = BasicVariantGenerator(
+            points_to_evaluate=start_order(plan), max_concurrent=plan.resources.max_concurrent or 0
+        )
+        return space, ordered, 1
     space = search_spaces.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
     return {**plan.base_config, **space}, optuna, t.num_samples
 
@@ -91,6 +102,7 @@ def make_scheduler(plan: Plan) -> TrialScheduler:
         max_t=plan.max_epochs,
         grace_period=plan.tune.grace_period,
         reduction_factor=plan.tune.reduction_factor,
+        quorum=plan.tune.quorum,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sweeps.asha import ResumableASHA
+from sweeps.asha import USUAL_LR, ResumableASHA, trial_order
 
 
 def scheduler(path) -> ResumableASHA:
@@ -107,3 +107,141 @@ def test_rows_are_ranked_only_against_their_own_dataset(tmp_path):
     assert set(by_group[("mnist", 1)]) == {"a", "b", "d"}
     again = ResumableASHA(tmp_path / "asha.json", **kw)  # a restarted driver: groups kept
     assert {(r["group"], r["milestone"]): r["recorded"] for r in again.rungs()} == by_group
+
+
+GRID = [
+    {"model": m, "optimizer": o, "lr": lr}
+    for m in ("vgg16", "googlenet", "resnet18")
+    for o in ("sgd", "adam")
+    for lr in (0.001, 0.01, 0.1)
+]
+# forward GFLOPs at 32 px (trainables.models.forward_flops)
+COST = {"vgg16": 0.664, "googlenet": 0.061, "resnet18": 0.074}
+
+
+def key(c):
+    return (c["model"], c["optimizer"], c["lr"])
+
+
+def test_trial_order_interleaves_cheap_cells_first_and_usual_lrs_first():
+    order = trial_order(GRID, COST, seed=0)
+    assert sorted(map(key, order)) == sorted(map(key, GRID))  # every cell, once
+    # the first four: one per cheap (model, optimizer) group, each at its usual lr
+    first = order[:4]
+    assert {(c["model"], c["optimizer"]) for c in first} == {
+        (m, o) for m in ("googlenet", "resnet18") for o in ("sgd", "adam")
+    }
+    assert all(c["lr"] == USUAL_LR[c["optimizer"]] for c in first)
+    # VGG-16 (9x the FLOPs) after every cheap cell; Adam at 0.1 never before its group's others
+    models = [c["model"] for c in order]
+    assert models[-6:] == ["vgg16"] * 6
+    for m in COST:
+        adam = [c["lr"] for c in order if c["model"] == m and c["optimizer"] == "adam"]
+        assert adam[0] == 0.001 and adam[-1] == 0.1
+    # seeded: the same order for the same seed
+    assert trial_order(GRID, COST, seed=0) == order
+
+
+def test_trial_order_gives_every_cell_once_before_a_second_seed():
+    order = trial_order(GRID, COST, seed=3, seeds=(0, 1))
+    assert [c["seed"] for c in order] == [0] * 18 + [1] * 18
+    assert list(map(key, order[:18])) == list(map(key, order[18:]))
+
+
+def test_an_early_chance_trial_no_longer_outlives_an_empty_rung(tmp_path):
+    """Replayed through the real scheduler, one slot: in Tune's grid order the chance
+    trial (VGG-16/SGD) comes first and passes the empty rung 1; in trial_order's it
+    comes after the cheap cells and is stopped there."""
+    chance = {(m, "sgd", lr) for m in ("vgg16",) for lr in (0.001, 0.01, 0.1)}
+
+    def replay(cells):
+        s = scheduler(tmp_path / f"{len(list(tmp_path.iterdir()))}.json")
+        outlived = []
+        for i, c in enumerate(cells):
+            t = SimpleNamespace(trial_id=f"t{i}", config=c)
+            s.on_trial_add(None, t)
+            acc = 0.1 if key(c) in chance else 0.9 + 0.001 * i
+            if s.on_trial_result(None, t, {"epoch": 1, "val_acc": acc}) != s.STOP:
+                outlived += [key(c)] if key(c) in chance else []
+        return outlived
+
+    assert replay(GRID)  # Tune's order: model outermost, VGG-16 first
+    assert replay(trial_order(GRID, COST, seed=0)) == []
+
+
+class Controller:
+    """What Tune's controller offers a scheduler: its trials, and stopping one."""
+
+    def __init__(self, trials):
+        self.trials, self.stopped = trials, []
+
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, t):
+        self.stopped.append(t.trial_id)
+        t.status = "TERMINATED"
+
+
+def test_a_rung_waits_for_its_quorum_then_judges_everyone_against_it(tmp_path):
+    """Quorum 4: the first three trials at rung 1 are paused, not judged against an
+    empty rung; the fourth completes the quorum and all four are judged by the
+    bracket's rule against the others' records (the top third goes on)."""
+    s = ResumableASHA(
+        tmp_path / "asha.json",
+        quorum=4,
+        time_attr="epoch",
+        max_t=9,
+        grace_period=1,
+        reduction_factor=3,
+    )
+    s.set_search_properties("val_acc", "max")
+    ts = [SimpleNamespace(trial_id=f"t{i}", status="PENDING", last_result={}) for i in range(5)]
+    ctl = Controller(ts)
+    for t in ts:
+        s.on_trial_add(ctl, t)
+    accs = [0.1, 0.9, 0.2, 0.3]  # a chance-level trial first, as Tune's grid order had it
+    for t, acc in zip(ts[:3], accs[:3], strict=True):
+        t.status, t.last_result = "RUNNING", {"epoch": 1, "val_acc": acc}
+        assert s.on_trial_result(ctl, t, t.last_result) == s.PAUSE
+        t.status = "PAUSED"
+    assert s.decisions() == [] and s.choose_trial_to_run(ctl) is ts[3]  # t4 still pending
+    ts[3].status, ts[3].last_result = "RUNNING", {"epoch": 1, "val_acc": accs[3]}
+    assert s.on_trial_result(ctl, ts[3], ts[3].last_result) == s.STOP
+    judged = {d["trial_id"]: d for d in s.decisions()}
+    assert {t: d["decision"] for t, d in judged.items()} == {
+        "t0": "stop",
+        "t1": "continue",
+        "t2": "stop",
+        "t3": "stop",
+    }
+    assert all(d["records"] == 3 for d in judged.values())
+    assert ctl.stopped == ["t0", "t2"]  # paused and judged 'stop': stopped by the scheduler
+    assert s.choose_trial_to_run(ctl) is ts[1]  # the one judged 'continue' runs again first
+    # the state survives a restarted driver: nothing waits any more, t1 is still to resume
+    again = ResumableASHA(
+        tmp_path / "asha.json",
+        quorum=4,
+        time_attr="epoch",
+        max_t=9,
+        grace_period=1,
+        reduction_factor=3,
+    )
+    again.set_search_properties("val_acc", "max")
+    assert again.choose_trial_to_run(ctl) is ts[1]
+
+
+def test_a_rung_no_other_trial_can_reach_judges_at_once(tmp_path):
+    s = ResumableASHA(
+        tmp_path / "asha.json",
+        quorum=4,
+        time_attr="epoch",
+        max_t=9,
+        grace_period=1,
+        reduction_factor=3,
+    )
+    s.set_search_properties("val_acc", "max")
+    t = SimpleNamespace(trial_id="only", status="RUNNING", last_result={"epoch": 1, "val_acc": 0.5})
+    ctl = Controller([t])
+    s.on_trial_add(ctl, t)
+    assert s.on_trial_result(ctl, t, t.last_result) == s.CONTINUE  # nobody to wait for
