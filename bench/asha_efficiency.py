@@ -71,7 +71,9 @@ def chance_past_empty_rung(dec) -> int:
     the waste its quorum and trial order remove."""
     if dec is None or dec.empty:
         return 0
-    return int((dec["cutoff"].isna() & (dec["decision"] == "continue") & (dec["val_acc"] < 0.2)).sum())
+    return int(
+        (dec["cutoff"].isna() & (dec["decision"] == "continue") & (dec["val_acc"] < 0.2)).sum()
+    )
 
 
 def summary(tables: dict) -> dict:
