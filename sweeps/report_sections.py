@@ -411,6 +411,12 @@ def asha_section(doc, tables: dict, prov: dict, folder: Path, title: str) -> Non
             " At each rung (epoch milestone) a trial goes on only if its value is at least "
             "the cutoff, the (1 − 1/reduction factor) quantile of the values recorded at "
             "that rung so far: the top 1/reduction factor continue."
+            + (
+                f" A rung judged only once it held {a['quorum']} records: a trial reaching "
+                "one with fewer waited, paused, and was then judged against the others."
+                if a.get("quorum")
+                else ""
+            )
         )
         asha_figure(doc, tables, decisions, outcome, prov, (folder, title))
         if decisions is not None:

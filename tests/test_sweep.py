@@ -95,7 +95,8 @@ def test_smoke_sweep_parquet_equals_mlflow(
     # under ASHA the cells start in sweeps.asha.trial_order's order: the first two are
     # each optimizer's usual lr (Tune's own grid order starts with sgd at 0.001)
     first = trials.sort_values("trial_id").head(2)
-    assert set(zip(first["optimizer"], first["lr"])) == {("sgd", 0.01), ("adam", 0.001)}
+    pairs = set(zip(first["optimizer"], first["lr"], strict=True))
+    assert pairs == {("sgd", 0.01), ("adam", 0.001)}
     # ASHA's decisions: a stop for exactly the trials it stopped, each below its cutoff
     dec = arrow["asha_decisions"]
     stops = dec[dec["decision"] == "stop"]
