@@ -150,14 +150,17 @@ def probed_trial(config: dict, data, cells=None, probe_dir: str = "") -> None:
     Path(probe_dir, f"probe_{os.getpid()}.json").write_text(json.dumps(state))
 
 
-def tune_side(config: dict, data: dict[str, DataSplits], threads: int) -> tuple[list[dict], dict]:
-    """One trial of the real trainable under a Tuner built as the sweeps build it."""
+def tune_side(
+    config: dict, data: dict[str, DataSplits], threads: int, gpus: float = 0
+) -> tuple[list[dict], dict]:
+    """One trial of the real trainable under a Tuner built as the sweeps build it (``gpus``:
+    its GPU request; bench/gpu_check.py runs this side on a GPU)."""
     from ray import tune
 
     with tempfile.TemporaryDirectory() as storage, tempfile.TemporaryDirectory() as probe:
         trainable = tune.with_resources(
             tune.with_parameters(probed_trial, data=data, cells=None, probe_dir=probe),
-            {"cpu": threads, "gpu": 0},
+            {"cpu": threads, "gpu": gpus},
         )
         tuner = tune.Tuner(
             trainable,
