@@ -49,6 +49,7 @@ def build_tuner(
             num_samples=num_samples,
             # an ordered grid's generator holds the limit itself (Tune ignores this for it)
             max_concurrent_trials=None if ordered else plan.resources.max_concurrent,
+            trial_dirname_creator=cell_dirname if ordered else None,
         ),
         run_config=tune.RunConfig(
             name=plan.run_name,
@@ -89,6 +90,17 @@ def search_space(plan: Plan) -> tuple[dict, OptunaSearch | BasicVariantGenerator
         return space, ordered, 1
     space = search_spaces.optuna_space(plan.models, plan.optimizers, plan.sweep.lr_range)
     return {**plan.base_config, **space}, optuna, t.num_samples
+
+
+CELL_KEYS = ("model", "optimizer", "lr", "seed")
+
+
+def cell_dirname(trial) -> str:
+    """A trial's folder, named after its cell as Tune names a grid trial's: cells given in
+    full (``points_to_evaluate``) carry no tag of their own."""
+    c = trial.config
+    cell = ",".join(f"{k}={c[k]:g}" if k == "lr" else f"{k}={c[k]}" for k in CELL_KEYS if k in c)
+    return f"{trial.trainable_name}_{trial.trial_id}_{cell}"
 
 
 def make_scheduler(plan: Plan) -> TrialScheduler:

@@ -97,6 +97,8 @@ def test_smoke_sweep_parquet_equals_mlflow(
     first = trials.sort_values("trial_id").head(2)
     pairs = set(zip(first["optimizer"], first["lr"], strict=True))
     assert pairs == {("sgd", 0.01), ("adam", 0.001)}
+    folders = sorted(p.name for p in (tmp_path / "ray" / "e2e").glob("train_trial_*"))
+    assert len(folders) == 4 and all("model=resnet18,optimizer=" in f for f in folders)
     # ASHA's decisions: a stop for exactly the trials it stopped, each below its cutoff
     dec = arrow["asha_decisions"]
     stops = dec[dec["decision"] == "stop"]
