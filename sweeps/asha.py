@@ -164,7 +164,9 @@ class ResumableASHA(ASHAScheduler):
         self._resume.discard(trial.trial_id)
         self._waiting.pop(trial.trial_id, None)  # restored past its rung: judged below
         pending = self._pending_rung(trial, result)
-        if pending is not None and self.quorum and tune_controller is not None:
+        # a published cell goes on whatever the rung says: it never waits, only records
+        waits = cell_key(_config(trial)) not in self.protected
+        if pending is not None and self.quorum and tune_controller is not None and waits:
             return self._wait_or_judge(tune_controller, trial, result, pending[0])
         action = super().on_trial_result(tune_controller, trial, result)
         decision = "stop" if action == self.STOP else "continue"
@@ -222,7 +224,8 @@ class ResumableASHA(ASHAScheduler):
     # its slot for the next trial) until the rung has them, or until no other trial can
     # still reach it. Then every waiting trial is judged by the bracket's own rule
     # (stop below the (1 - 1/rf) percentile), against all the rung's other records, as
-    # Tune judges a trial arriving last. Past the quorum this is Tune's ASHA unchanged.
+    # Tune judges a trial arriving last. Past the quorum this is Tune's ASHA unchanged. A
+    # published cell (never stopped) does not wait: its record enters the rung at once.
 
     def _wait_or_judge(self, tune_controller, trial, result, rung: int) -> str:
         value = float(self._metric_op * result[self._metric])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from sweeps.asha import USUAL_LR, ResumableASHA, trial_order
+from sweeps.sweep import cell_key
 
 
 def scheduler(path) -> ResumableASHA:
@@ -245,3 +246,27 @@ def test_a_rung_no_other_trial_can_reach_judges_at_once(tmp_path):
     ctl = Controller([t])
     s.on_trial_add(ctl, t)
     assert s.on_trial_result(ctl, t, t.last_result) == s.CONTINUE  # nobody to wait for
+
+
+def test_a_published_cell_never_waits_for_a_quorum(tmp_path):
+    """It would go on whatever the rung says, so pausing it would only cost a restart;
+    its value still enters the rung for the others."""
+    pub = {"model": "resnet18", "optimizer": "sgd", "lr": 0.001}
+    s = ResumableASHA(
+        tmp_path / "asha.json",
+        protected=frozenset({cell_key(pub)}),
+        quorum=4,
+        time_attr="epoch",
+        max_t=9,
+        grace_period=1,
+        reduction_factor=3,
+    )
+    s.set_search_properties("val_acc", "max")
+    t = SimpleNamespace(trial_id="p", status="RUNNING", config=pub, last_result={})
+    other = SimpleNamespace(trial_id="o", status="PENDING", config={}, last_result={})
+    ctl = Controller([t, other])
+    for x in (t, other):
+        s.on_trial_add(ctl, x)
+    t.last_result = {"epoch": 1, "val_acc": 0.1}
+    assert s.on_trial_result(ctl, t, t.last_result) == s.CONTINUE
+    assert [r["recorded"] for r in s.rungs() if r["milestone"] == 1] == [{"p": 0.1}]
