@@ -9,7 +9,7 @@ and reads them back when a restored experiment first uses it. It also keeps ever
 decision it made (trial, rung, value, the cutoff it was judged against, continue/stop),
 which :func:`decisions_table` turns into ``asha_decisions.parquet`` for the report.
 
-Two rules on top of Tune's ASHA:
+Three rules on top of Tune's ASHA:
 
 - **A published cell is never stopped.** ``protected`` holds the cells a paper reports
   (:func:`cell_key`); such a trial trains as the paper trained it. Its results still
@@ -17,6 +17,10 @@ Two rules on top of Tune's ASHA:
   stop ASHA would have made is logged as ``kept (published)``.
 - **Trials are ranked only within their group** (``groups``: a table row's label -> its
   dataset): one bracket per group, so a CIFAR-10 row is never judged against MNIST rows.
+- **A rung judges only once it holds a quorum of records** (``quorum``, the sweep's
+  ``--asha-quorum``): a trial reaching a rung with fewer waits, paused, and is then
+  judged by the bracket's own cutoff against the rung's other records (see the section
+  below), instead of going on past an empty rung whatever it scored.
 
 A grid sweep under ASHA starts its cells in :func:`trial_order`'s order (cheap models
 first, models and optimizers interleaved, each optimizer's usual lr first) rather than
@@ -242,7 +246,7 @@ class ResumableASHA(ASHAScheduler):
     def _settle(self, tune_controller, current: str | None = None) -> dict[str, str]:
         """Judge the waiting trials whose rung has its quorum or can get no more records,
         lowest rung first; stop the paused ones judged 'stop', mark the others to run
-        again. Returns {trial_id: 'continue' | 'stop' | KEPT} of those judged."""
+        again. Returns {trial_id: 'continue' | 'stop'} of those judged."""
         trials = {t.trial_id: t for t in tune_controller.get_trials()}
         judged: dict[str, str] = {}
         for group, rung in sorted(
@@ -259,8 +263,6 @@ class ResumableASHA(ASHAScheduler):
             for tid, value in batch.items():
                 cutoff = bracket.cutoff({k: v for k, v in recorded.items() if k != tid})
                 decision = "stop" if cutoff is not None and value < cutoff else "continue"
-                if decision == "stop" and cell_key(_config(trials.get(tid))) in self.protected:
-                    decision = KEPT
                 self._decisions.append(
                     {
                         "trial_id": tid,
@@ -328,8 +330,9 @@ def decisions_table(scheduler: ResumableASHA, trials: pd.DataFrame) -> pd.DataFr
 
 
 # The learning rate each optimizer is usually run at: the centre of a grid's lr axis for
-# it. Adam's is its published default (Kingma & Ba); SGD with momentum 0.9 at batch 32 is
-# run near 0.01 (torchvision's recipe, 0.1 at batch 256, scaled linearly).
+# it. Adam's is its published default (Kingma & Ba); SGD's is Keras' default, the usual
+# starting point (with momentum 0.9 at batch 32, torchvision's 0.1 at batch 256 scaled
+# linearly gives about the same).
 USUAL_LR = {"sgd": 1e-2, "adam": 1e-3}
 
 
@@ -343,8 +346,9 @@ def trial_order(
     to reach a rung meet it (nearly) empty and go on whatever they scored. Tune's grid
     order puts one model's and one optimizer's cells side by side: in the MNIST ``cpu``
     run of 3 epochs the first two trials were VGG-16/SGD, at chance, and trained every
-    epoch on both cores because nothing had reached their rungs yet. ASHA's rule is
-    left as Tune's bracket applies it; only the order changes:
+    epoch on both cores because nothing had reached their rungs yet. The rung quorum
+    (:class:`ResumableASHA`) keeps any trial from being judged against an empty rung;
+    the order decides which trials make up a rung's first records:
 
     - **Models and optimizers interleaved**: cells are drawn from the (model, optimizer)
       groups in turn, so a rung's first records span the grid instead of one corner.
