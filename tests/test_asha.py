@@ -8,8 +8,8 @@ from sweeps.asha import USUAL_LR, ResumableASHA, trial_order
 from sweeps.sweep import cell_key
 
 
-def scheduler(path) -> ResumableASHA:
-    s = ResumableASHA(path, time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
+def scheduler(path, **kw) -> ResumableASHA:
+    s = ResumableASHA(path, time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, **kw)
     s.set_search_properties("val_acc", "max")
     return s
 
@@ -188,15 +188,7 @@ def test_a_rung_waits_for_its_quorum_then_judges_everyone_against_it(tmp_path):
     """Quorum 4: the first three trials at rung 1 are paused, not judged against an
     empty rung; the fourth completes the quorum and all four are judged by the
     bracket's rule against the others' records (the top third goes on)."""
-    s = ResumableASHA(
-        tmp_path / "asha.json",
-        quorum=4,
-        time_attr="epoch",
-        max_t=9,
-        grace_period=1,
-        reduction_factor=3,
-    )
-    s.set_search_properties("val_acc", "max")
+    s = scheduler(tmp_path / "asha.json", quorum=4)
     ts = [SimpleNamespace(trial_id=f"t{i}", status="PENDING", last_result={}) for i in range(5)]
     ctl = Controller(ts)
     for t in ts:
@@ -220,28 +212,12 @@ def test_a_rung_waits_for_its_quorum_then_judges_everyone_against_it(tmp_path):
     assert ctl.stopped == ["t0", "t2"]  # paused and judged 'stop': stopped by the scheduler
     assert s.choose_trial_to_run(ctl) is ts[1]  # the one judged 'continue' runs again first
     # the state survives a restarted driver: nothing waits any more, t1 is still to resume
-    again = ResumableASHA(
-        tmp_path / "asha.json",
-        quorum=4,
-        time_attr="epoch",
-        max_t=9,
-        grace_period=1,
-        reduction_factor=3,
-    )
-    again.set_search_properties("val_acc", "max")
+    again = scheduler(tmp_path / "asha.json", quorum=4)
     assert again.choose_trial_to_run(ctl) is ts[1]
 
 
 def test_a_rung_no_other_trial_can_reach_judges_at_once(tmp_path):
-    s = ResumableASHA(
-        tmp_path / "asha.json",
-        quorum=4,
-        time_attr="epoch",
-        max_t=9,
-        grace_period=1,
-        reduction_factor=3,
-    )
-    s.set_search_properties("val_acc", "max")
+    s = scheduler(tmp_path / "asha.json", quorum=4)
     t = SimpleNamespace(trial_id="only", status="RUNNING", last_result={"epoch": 1, "val_acc": 0.5})
     ctl = Controller([t])
     s.on_trial_add(ctl, t)
@@ -252,16 +228,7 @@ def test_a_published_cell_never_waits_for_a_quorum(tmp_path):
     """It would go on whatever the rung says, so pausing it would only cost a restart;
     its value still enters the rung for the others."""
     pub = {"model": "resnet18", "optimizer": "sgd", "lr": 0.001}
-    s = ResumableASHA(
-        tmp_path / "asha.json",
-        protected=frozenset({cell_key(pub)}),
-        quorum=4,
-        time_attr="epoch",
-        max_t=9,
-        grace_period=1,
-        reduction_factor=3,
-    )
-    s.set_search_properties("val_acc", "max")
+    s = scheduler(tmp_path / "asha.json", quorum=4, protected=frozenset({cell_key(pub)}))
     t = SimpleNamespace(trial_id="p", status="RUNNING", config=pub, last_result={})
     other = SimpleNamespace(trial_id="o", status="PENDING", config={}, last_result={})
     ctl = Controller([t, other])
