@@ -443,9 +443,11 @@ def choose_tune_options(b: Budget, args, epochs: int) -> TuneOptions:
             f"--seeds {seeds} with --search {args.search}: allowed only with --search grid "
             "(Optuna samples new cells; it does not repeat one)"
         )
-    # rf + 1: a trial is judged against at least rf others, so "the top 1/rf" of the
-    # rung has a member besides it (bench/asha_efficiency.py measured it)
-    quorum = math.ceil(rf) + 1 if args.asha_quorum is None else args.asha_quorum
+    # rf^2 + 1: a trial is judged against at least rf^2 others, so the cutoff (the top
+    # 1/rf) rests on rf trials above it, not on the one best early trial. With rf + 1 the
+    # bench's winner, slow at epoch 1, met a rung whose cutoff the grid's two fastest
+    # starters set, and was stopped (bench/asha_efficiency.py: -0.8 pp)
+    quorum = math.ceil(rf * rf) + 1 if args.asha_quorum is None else args.asha_quorum
     if quorum < 0:
         raise ConfigError(f"--asha-quorum {quorum}: allowed: an integer >= 0 (0: no quorum)")
     if args.seed + seeds > 2**32:

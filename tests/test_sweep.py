@@ -104,9 +104,9 @@ def test_smoke_sweep_parquet_equals_mlflow(
     stops = dec[dec["decision"] == "stop"]
     assert set(stops["trial_id"]) == set(trials.loc[trials["stopped_early"], "trial_id"])
     assert (stops["val_acc"] < stops["cutoff"]).all() and (stops["rung"] == 1).all()
-    # ASHA's quorum (rf + 1 = 4 records): the one cell Table I does not report (Adam at
-    # 0.01) waits at rung 1 for the three published ones, which never wait, and is judged
-    # against them, not against an empty rung
+    # ASHA's quorum (rf^2 + 1 = 10 records, more than the 4 trials): the one cell Table I
+    # does not report (Adam at 0.01) waits at rung 1 for the three published ones, which
+    # never wait, and is judged against them, not against an empty rung
     explore = dec[(dec["optimizer"] == "adam") & (dec["lr"] == 0.01)]
     assert explore["records"].tolist() == [3] and explore["cutoff"].notna().all()
     for d in dec.itertuples():  # the value judged is the trial's epoch-1 val_acc
