@@ -202,6 +202,7 @@ CASES = [
     Bad("grace-period", ("--grace-period", "5"), "--grace-period 5", "allowed 1..2"),
     Bad("reduction-factor", ("--reduction-factor", "1"), "--reduction-factor 1.0", "allowed"),
     Bad("reduction-nan", ("--reduction-factor", "nan"), "--reduction-factor nan", "allowed"),
+    Bad("asha-quorum", ("--asha-quorum", "-1"), "--asha-quorum -1", "allowed: an integer >= 0"),
     Bad("cpus-zero", ("--cpus-per-trial", "0"), "--cpus-per-trial 0", "allowed: an integer >= 1"),
     Bad("gpus-negative", ("--gpus-per-trial", "-1"), "--gpus-per-trial -1", "allowed: a number"),
     Bad(
@@ -723,6 +724,7 @@ FLAGS = [
     "--momentum",
     "--grace-period",
     "--reduction-factor",
+    "--asha-quorum",
     "--seed",
     "--dataset",
     "--split",
