@@ -11,7 +11,7 @@ from sweeps.chromosome_baselines import SWEEP as CHROMOSOME
 from sweeps.cifar_cnns import SWEEP as KERAS
 from sweeps.mnist_optimizers import SWEEP as MNIST
 from trainables.engine import classification_loss
-from trainables.models import MODELS, build_model, get_spec, list_models
+from trainables.models import MODELS, build_model, forward_flops, get_spec, list_models
 from trainables.registry import Registry
 
 # (model, input side) for every model of every sweep at every budget's input shape
@@ -121,3 +121,10 @@ def test_every_spec_has_sane_sizes():
     for name in MODELS.names():
         spec = get_spec(name)
         assert spec.min_input_size <= spec.paper_input_size
+
+
+def test_forward_flops_counts_a_known_model_and_ranks_costs():
+    # torchvision lists ResNet-18 at 1.81 GMACs per 224 px image: 3.63 GFLOPs
+    assert 3.6e9 < forward_flops("resnet18", image_size=224) < 3.66e9
+    small = {m: forward_flops(m, image_size=32) for m in ("vgg16", "googlenet", "resnet18")}
+    assert small["vgg16"] > 5 * max(small["googlenet"], small["resnet18"])
