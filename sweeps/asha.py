@@ -303,8 +303,8 @@ class ResumableASHA(ASHAScheduler):
         """A trial judged 'continue' after waiting first, then Tune's choice (pending
         trials, then paused ones), never a trial still waiting for its rung's quorum."""
         self._load()
-        if self._waiting:
-            self._settle(tune_controller)
+        # Tune asks every controller step: write the state only when a judgement was made
+        if self._waiting and self._settle(tune_controller):
             self._save()
         trials = tune_controller.get_trials()
         for status, wanted in (("PAUSED", self._resume), ("PENDING", None), ("PAUSED", None)):
