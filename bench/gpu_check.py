@@ -42,6 +42,7 @@ from bench.gpu_sampling import (
     read_samples,
     steady,
 )
+from sweeps.results import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "gpu_check"
@@ -90,9 +91,7 @@ SIZES = {
 
 
 def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.rename(path)
+    write_text(json.dumps(obj, indent=1, default=str), path)  # atomic, as every table
 
 
 def read_json(path: Path) -> dict | None:
