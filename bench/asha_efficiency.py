@@ -65,7 +65,8 @@ def run(label: str, work: Path, data_root: str, extra: list[str]) -> tuple[dict,
     res = work / label
     args = ["--budget", BUDGET.name, "--data-root", data_root, "--name", label]
     args += ["--tracking-uri", f"sqlite:///{work}/mlflow.db", "--results-dir", str(res)]
-    args += ["--storage-path", str(work / "ray"), "--mlflow-wait", "0", *extra]
+    args += ["--storage-path", str(work / "ray"), "--mlflow-wait", "0", "--asha-quorum", "10"]
+    args += extra
     t0 = time.perf_counter()
     if main(sweep, args) != 0:
         raise SystemExit(f"the {label} sweep failed")

@@ -244,11 +244,16 @@ def test_killed_driver_resumes(tmp_path, cluster, mlflow_server, tiny_data_root)
     driver = start_driver(cmd, log)
 
     def one_trial_ended():
-        # 2 run at a time: a third trial with results means one of the first two ended
+        # a trial ran its 4 epochs or ASHA stopped it (a third trial with results is not
+        # enough: one waiting at a rung for ASHA's quorum is paused, not ended)
         state = tmp_path / "ray" / ".cnnsweep" / name / "asha_state.json"
         res = trial_results(exp)
-        if state.exists() and sum(1 for r in res.values() if r) >= 3:
-            return json.loads(state.read_text()), res
+        if not state.exists():
+            return None
+        asha = json.loads(state.read_text())
+        stopped = any(d["decision"] == "stop" for d in asha["decisions"])
+        if stopped or any(r and r[-1]["epoch"] == 4 for r in res.values()):
+            return asha, res
 
     before, res_before = wait_for(one_trial_ended, 300, "a finished trial", driver)
     os.killpg(driver.pid, signal.SIGKILL)

@@ -58,7 +58,8 @@ def runs_named(client: MlflowClient, name: str):
 def test_smoke_sweep_parquet_equals_mlflow(
     ray_local, mlflow_server, tiny_data_root, tmp_path, capsys
 ):
-    assert main(SWEEP, sweep_args(tiny_data_root, mlflow_server, tmp_path, "e2e")) == 0
+    argv = sweep_args(tiny_data_root, mlflow_server, tmp_path, "e2e", "--asha-quorum", "10")
+    assert main(SWEEP, argv) == 0
     out = capsys.readouterr().out
     # Tune's progress table carries the sweep's own columns (the last table: the first
     # ones, printed before any trial reported, show no metric columns yet)
