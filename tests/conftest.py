@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ports import free_port  # noqa: F401 (tests import it from here)
 
 from sweeps.cluster import ensure_token, stop, terminate_all  # noqa: F401 (tests import these)
 from sweeps.settings import apply_environment
@@ -37,12 +37,6 @@ _TOKEN_DIR = Path(tempfile.mkdtemp(prefix="cnnsweep-test-token-"))
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(_TOKEN_DIR / "auth_token")
 ensure_token()
 atexit.register(shutil.rmtree, _TOKEN_DIR, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_mlflow(root: Path, port: int) -> subprocess.Popen:

@@ -17,17 +17,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from ports import free_port
 
 if __name__ == "__main__":
     cpus = [int(a) for a in sys.argv[1:3]] or [1, 1]
