@@ -69,7 +69,7 @@ def add_search_flags(p: argparse.ArgumentParser, sweep: SweepDef) -> None:
         "--asha-quorum",
         type=int,
         help="records an ASHA rung needs before it judges; a trial reaching a rung with "
-        "fewer waits, paused (default 0: Tune's ASHA as is; the bench uses 10 = rf^2 + 1)",
+        "fewer waits, paused (default rf^2 + 1: 10 at rf 3; 0: Tune's ASHA as is)",
     )
     p.add_argument("--no-asha", action="store_true", help="run every trial to the end")
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and shuffling")

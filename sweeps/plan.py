@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import re
 import time
@@ -446,9 +447,7 @@ def choose_tune_options(b: Budget, args, epochs: int) -> TuneOptions:
     # 1/rf) rests on rf trials above it, not on the one best early trial. With rf + 1 the
     # bench's winner, slow at epoch 1, met a rung whose cutoff the grid's two fastest
     # starters set, and was stopped (bench/asha_efficiency.py: -0.8 pp)
-    # off by default for now: a paused trial restored by --resume re-logs an epoch
-    # (test_faults.py::test_killed_driver_resumes); opt in with --asha-quorum N
-    quorum = 0 if args.asha_quorum is None else args.asha_quorum
+    quorum = math.ceil(rf * rf) + 1 if args.asha_quorum is None else args.asha_quorum
     if quorum < 0:
         raise ConfigError(f"--asha-quorum {quorum}: allowed: an integer >= 0 (0: no quorum)")
     if args.seed + seeds > 2**32:

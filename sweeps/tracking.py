@@ -75,6 +75,8 @@ class MlflowTrialLogger(tune.Callback):
         self.trial_paths: dict[str, str] = {}  # trial_id -> Tune trial folder
         self.queue: list[dict] = []  # MLflow calls not yet done, oldest first
         self.created: set[str] = set()  # trials whose "create" call is queued or done
+        # trials whose logged_epoch came from a restored experiment checkpoint (see set_state)
+        self.unsynced: set[str] = set()
         self._next_try = 0.0
         self._down_since: float | None = None
         self._stage: str | None = None  # copies of artifacts waiting to be logged
@@ -101,6 +103,12 @@ class MlflowTrialLogger(tune.Callback):
         }
 
     def set_state(self, state: dict) -> None:
+        # Tune writes its experiment checkpoint every few seconds, not after every call,
+        # so a killed driver's checkpoint may be older than MLflow: an epoch logged after
+        # it is missing from logged_epoch, and a trial restored from a checkpoint before
+        # that epoch (one paused at an ASHA rung, say) would log it a second time. Each
+        # restored run's last epoch is read back from the server before its next log.
+        self.unsynced |= set(state.get("run_ids", {}))
         self.run_ids |= state.get("run_ids", {})
         self.logged_epoch |= state.get("logged_epoch", {})
         self.trial_paths |= state.get("trial_paths", {})
@@ -162,6 +170,8 @@ class MlflowTrialLogger(tune.Callback):
             self._create(call)
         elif op == "log":
             step, trial = call.get("step"), call["trial"]
+            if step is not None and trial in self.unsynced:
+                self._sync(trial)
             if step is not None and trial and step <= self.logged_epoch.get(trial, 0):
                 return  # this epoch is in MLflow already (a restarted trial re-reported it)
             self.client.log_batch(
@@ -195,8 +205,8 @@ class MlflowTrialLogger(tune.Callback):
         )
         if found:
             rid = found[0].info.run_id
-            history = self.client.get_metric_history(rid, "val_acc")
-            self.logged_epoch[tid] = max([m.step for m in history], default=0)
+            self.run_ids[tid] = rid
+            self._sync(tid)
             if found[0].info.status != "RUNNING":
                 self.client.update_run(rid, status="RUNNING")
         else:
@@ -206,6 +216,12 @@ class MlflowTrialLogger(tune.Callback):
             rid = run.info.run_id
             self.client.log_batch(rid, params=[Param(k, v) for k, v in call["params"]])
         self.run_ids[tid] = rid
+
+    def _sync(self, trial: str) -> None:
+        """Set a trial's last logged epoch from its run's history on the server."""
+        history = self.client.get_metric_history(self.run_ids[trial], "val_acc")
+        self.logged_epoch[trial] = max([m.step for m in history], default=0)
+        self.unsynced.discard(trial)
 
     def flush(self, wait_s: float = 0.0) -> int:
         """Retry what is queued for up to ``wait_s`` seconds; returns how many calls are

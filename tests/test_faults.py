@@ -11,6 +11,7 @@ appends what it injected and how long recovery took to that file (JSON lines).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import psutil
@@ -36,6 +38,7 @@ from conftest import (
 from mlflow.tracking import MlflowClient
 
 from sweeps.results import load_results
+from sweeps.tracking import MlflowTrialLogger, start_parent_run
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 EXPERIMENT = "mnist_optimizers"
@@ -232,6 +235,35 @@ def run_status(store: Path, name: str) -> str:
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     return {r["name"]: r["status"] for r in json.loads(out.stdout)}[name]
+
+
+def test_logger_restored_from_an_old_checkpoint_logs_each_epoch_once(mlflow_server):
+    """The MLflow half of a killed driver: Tune's experiment checkpoint is written every
+    few seconds, so the restored logger may not know the last epoch it logged, and the
+    restored trial (one paused at an ASHA rung restarts from its last checkpoint) reports
+    that epoch again."""
+    client = MlflowClient(mlflow_server)
+    exp_id, parent = start_parent_run(client, "stale-state", "sweep", {}, {})
+    trial = SimpleNamespace(
+        trial_id="t1", config={"model": "resnet18", "optimizer": "sgd", "lr": 0.01}, path="/x"
+    )
+
+    def epoch(logger, n):
+        logger.on_trial_result(0, [], trial, {"epoch": n, "val_acc": 10.0 * n, "val_loss": 1.0})
+
+    first = MlflowTrialLogger(mlflow_server, exp_id, parent, tags={})
+    epoch(first, 1)
+    checkpoint = copy.deepcopy(first.get_state())  # the last experiment checkpoint ...
+    epoch(first, 2)  # ... then one more epoch reaches MLflow, then the driver is killed
+    assert first.drain(force=True) == 0
+
+    second = MlflowTrialLogger(mlflow_server, exp_id, parent, tags={})
+    second.set_state(checkpoint)
+    for n in (2, 3):  # the restored trial re-reports epoch 2 (its checkpoint was epoch 1)
+        epoch(second, n)
+    assert second.drain(force=True) == 0
+    history = client.get_metric_history(first.run_ids["t1"], "val_acc")
+    assert sorted((m.step, m.value) for m in history) == [(1, 10.0), (2, 20.0), (3, 30.0)]
 
 
 def test_killed_driver_resumes(tmp_path, cluster, mlflow_server, tiny_data_root):

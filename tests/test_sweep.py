@@ -58,7 +58,7 @@ def runs_named(client: MlflowClient, name: str):
 def test_smoke_sweep_parquet_equals_mlflow(
     ray_local, mlflow_server, tiny_data_root, tmp_path, capsys
 ):
-    argv = sweep_args(tiny_data_root, mlflow_server, tmp_path, "e2e", "--asha-quorum", "10")
+    argv = sweep_args(tiny_data_root, mlflow_server, tmp_path, "e2e")
     assert main(SWEEP, argv) == 0
     out = capsys.readouterr().out
     # Tune's progress table carries the sweep's own columns (the last table: the first
@@ -105,9 +105,9 @@ def test_smoke_sweep_parquet_equals_mlflow(
     stops = dec[dec["decision"] == "stop"]
     assert set(stops["trial_id"]) == set(trials.loc[trials["stopped_early"], "trial_id"])
     assert (stops["val_acc"] < stops["cutoff"]).all() and (stops["rung"] == 1).all()
-    # ASHA's quorum (rf^2 + 1 = 10 records, more than the 4 trials): the one cell Table I
-    # does not report (Adam at 0.01) waits at rung 1 for the three published ones, which
-    # never wait, and is judged against them, not against an empty rung
+    # ASHA's quorum (by default rf^2 + 1 = 10 records, more than the 4 trials): the one
+    # cell Table I does not report (Adam at 0.01) waits at rung 1 for the three published
+    # ones, which never wait, and is judged against them, not against an empty rung
     explore = dec[(dec["optimizer"] == "adam") & (dec["lr"] == 0.01)]
     assert explore["records"].tolist() == [3] and explore["cutoff"].notna().all()
     for d in dec.itertuples():  # the value judged is the trial's epoch-1 val_acc
