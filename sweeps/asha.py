@@ -5,7 +5,8 @@ Tune's experiment checkpoint restores trials, the searcher (Optuna) and callback
 not the scheduler: a restored ``ASHAScheduler`` starts with empty rungs and would judge
 the remaining trials against nothing. :class:`ResumableASHA` writes its rungs to
 ``asha_state.json`` (in the run's state folder, ``Plan.state_dir``) after every decision
-and reads them back when a restored experiment first uses it. It also keeps every
+and reads them back when a restored experiment first uses it; a trial it stopped after
+Tune's last experiment checkpoint is stopped again at the same epoch. It also keeps every
 decision it made (trial, rung, value, the cutoff it was judged against, continue/stop),
 which :func:`decisions_table` turns into ``asha_decisions.parquet`` for the report.
 
@@ -78,6 +79,8 @@ class ResumableASHA(ASHAScheduler):
         self.quorum = quorum
         self._loaded = False
         self._decisions: list[dict] = []
+        # trials it judged 'stop' -> the epoch it judged (see choose_trial_to_run)
+        self._stopped: dict[str, int] = {}
         # trials paused at a rung until it holds `quorum` records: id -> [group, rung, value]
         self._waiting: dict[str, list] = {}
         self._resume: set[str] = set()  # judged 'continue' while paused: to run again
@@ -101,6 +104,9 @@ class ResumableASHA(ASHAScheduler):
         self._num_stopped = state["num_stopped"]
         self._trial_info |= {t: self._bracket_of(g) for t, g in state["trial_info"].items()}
         self._decisions = state.get("decisions", [])
+        self._stopped = {
+            d["trial_id"]: d["rung"] for d in self._decisions if d["decision"] == "stop"
+        }
         self._waiting = state.get("waiting", {})
         self._resume = set(state.get("resume", []))
 
@@ -163,8 +169,16 @@ class ResumableASHA(ASHAScheduler):
             return int(milestone), cut, len(recorded)
         return None
 
+    def _record(self, decision: dict) -> None:
+        self._decisions.append(decision)
+        if decision["decision"] == "stop":
+            self._stopped[decision["trial_id"]] = decision["rung"]
+
     def on_trial_result(self, tune_controller, trial, result):
         self._load()
+        if trial.trial_id in self._stopped:  # judged before a driver restart
+            at = self._stopped[trial.trial_id]
+            return self.STOP if result.get(self._time_attr, 0) >= at else self.CONTINUE
         self._resume.discard(trial.trial_id)
         self._waiting.pop(trial.trial_id, None)  # restored past its rung: judged below
         pending = self._pending_rung(trial, result)
@@ -183,7 +197,7 @@ class ResumableASHA(ASHAScheduler):
             self._num_stopped -= 1
         if pending is not None:
             rung, cutoff, records = pending
-            self._decisions.append(
+            self._record(
                 {
                     "trial_id": trial.trial_id,
                     "rung": rung,
@@ -263,7 +277,7 @@ class ResumableASHA(ASHAScheduler):
             for tid, value in batch.items():
                 cutoff = bracket.cutoff({k: v for k, v in recorded.items() if k != tid})
                 decision = "stop" if cutoff is not None and value < cutoff else "continue"
-                self._decisions.append(
+                self._record(
                     {
                         "trial_id": tid,
                         "rung": int(rung),
@@ -307,9 +321,21 @@ class ResumableASHA(ASHAScheduler):
         if self._waiting and self._settle(tune_controller):
             self._save()
         trials = tune_controller.get_trials()
+        # asha_state.json is written at every decision, Tune's experiment checkpoint (and
+        # with it the trials' result files) only every few seconds: a driver killed in
+        # between is restored with a trial this scheduler stopped still to run, from a
+        # checkpoint before the epoch it was judged at. It runs up to that epoch again
+        # (Tune lost those results; the rung keeps the value) and is stopped there.
+        for t in trials:
+            at = self._stopped.get(t.trial_id)
+            if at is None or t.status not in ("PENDING", "PAUSED"):
+                continue
+            if (getattr(t, "last_result", None) or {}).get(self._time_attr, 0) >= at:
+                tune_controller.stop_trial(t)
+        held = self._waiting.keys()
         for status, wanted in (("PAUSED", self._resume), ("PENDING", None), ("PAUSED", None)):
             for t in trials:
-                if t.status != status or t.trial_id in self._waiting:
+                if t.status != status or t.trial_id in held:
                     continue
                 if wanted is None or t.trial_id in wanted:
                     return t

@@ -237,3 +237,31 @@ def test_a_published_cell_never_waits_for_a_quorum(tmp_path):
     t.last_result = {"epoch": 1, "val_acc": 0.1}
     assert s.on_trial_result(ctl, t, t.last_result) == s.CONTINUE
     assert [r["recorded"] for r in s.rungs() if r["milestone"] == 1] == [{"p": 0.1}]
+
+
+def test_a_trial_stopped_before_a_driver_restart_stays_stopped(tmp_path):
+    """asha_state.json is written at each decision, Tune's experiment checkpoint (and the
+    trials' result files) every few seconds: a driver killed in between is restored with
+    trials ASHA had stopped still to run (test_faults.py::test_killed_driver_resumes ran
+    one to its last epoch). One restored at the epoch it was judged at is stopped; one
+    restored from before it runs that epoch again (Tune lost it) and is stopped there."""
+    s = scheduler(tmp_path / "asha.json")
+    ts = trials(s, 3)
+    s.on_trial_result(None, ts[0], {"epoch": 1, "val_acc": 0.9})
+    for t in ts[1:]:
+        assert s.on_trial_result(None, t, {"epoch": 1, "val_acc": 0.1}) == s.STOP
+    again = scheduler(tmp_path / "asha.json")
+    restored = [
+        SimpleNamespace(trial_id="t0", status="PENDING", last_result={"epoch": 1}),
+        SimpleNamespace(trial_id="t1", status="PENDING", last_result={"epoch": 1}),
+        SimpleNamespace(trial_id="t2", status="PAUSED", last_result={}),
+    ]
+    ctl = Controller(restored)
+    for t in restored:
+        again.on_trial_add(ctl, t)
+    assert again.choose_trial_to_run(ctl) is restored[0]
+    assert ctl.stopped == ["t1"] and restored[1].status == "TERMINATED"
+    restored[0].status = "RUNNING"
+    assert again.choose_trial_to_run(ctl) is restored[2]  # to redo its epoch 1
+    assert again.on_trial_result(ctl, restored[2], {"epoch": 1, "val_acc": 0.1}) == again.STOP
+    assert [d["decision"] for d in again.decisions()] == ["continue", "stop", "stop"]
