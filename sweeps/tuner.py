@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 
 from optuna.samplers import TPESampler
+from pyarrow.fs import FileType
 from ray import tune
+from ray.train._internal.checkpoint_manager import _CheckpointManager
 from ray.tune import CLIReporter
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator
@@ -147,13 +149,53 @@ def restore_tuner(plan: Plan, trainable, callbacks: list, scheduler) -> tune.Tun
     2.60 has no public way to pass new ones, so they are swapped in before ``fit``: the
     MLflow logger and the study's mirror then get their saved state (run ids, queued
     calls, Optuna trial ids) through ``set_state`` and the scheduler reads its rungs from
-    ``asha_state.json``.
+    ``asha_state.json``. :class:`LostCheckpointGuard` restarts a trial whose recorded
+    checkpoint is gone.
     """
     tuner = tune.Tuner.restore(
         str(plan.experiment_dir), trainable, resume_unfinished=True, resume_errored=True
     )
     internal = tuner._local_tuner
-    internal._run_config.callbacks = callbacks
+    internal._run_config.callbacks = [*callbacks, LostCheckpointGuard()]
     internal._run_config.progress_reporter = progress_reporter(plan)
     internal._tune_config.scheduler = scheduler
     return tuner
+
+
+class LostCheckpointGuard(tune.Callback):
+    """Restarts from epoch 1 a restored trial whose recorded checkpoint no longer exists.
+
+    Tune deletes a trial's previous checkpoint (``num_to_keep=1``) as soon as it records a
+    new one, and uploads the experiment state that names the new one afterwards, in the
+    background. A driver killed in between is restored with trials that point at a deleted
+    checkpoint, and each restore attempt fails until the trial errors
+    (test_faults.py::test_killed_driver_resumes hit it). The newer checkpoint on disk is no
+    way out: Tune's restored result files end before it, so its epochs would be missing
+    from ``epochs.parquet``. Running the trial again from the start re-reports the lost
+    epochs (the tables keep each epoch's first report, the MLflow logger skips epochs it
+    has, ASHA skips rungs that hold the trial) and loses nothing but time.
+    """
+
+    def __init__(self):
+        self.checked = False
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.checked:  # restored trials are all there at the first step
+            return
+        self.checked = True
+        for trial in trials:
+            ckpt = trial.checkpoint
+            if trial.status in ("TERMINATED", "ERROR") or ckpt is None:
+                continue
+            if ckpt.filesystem.get_file_info(ckpt.path).type != FileType.NotFound:
+                continue
+            print(
+                f"[resume] {trial}: its last recorded checkpoint {ckpt.path} is gone (the "
+                "driver died while Tune replaced it); the trial restarts from epoch 1",
+                flush=True,
+            )
+            manager = trial.run_metadata.checkpoint_manager
+            trial.run_metadata.checkpoint_manager = _CheckpointManager(
+                checkpoint_config=manager.checkpoint_config
+            )
+            trial.run_metadata.invalidate_cache()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -328,6 +329,45 @@ def test_killed_driver_resumes(tmp_path, cluster, mlflow_server, tiny_data_root)
         note="wall time of the resumed driver (start-up, data, remaining epochs)",
         since_kill_s=round(time.time() - t_kill, 1),
     )
+
+
+def test_resume_when_the_recorded_checkpoint_is_gone(
+    tmp_path, cluster, mlflow_server, tiny_data_root
+):
+    """Tune deletes a trial's previous checkpoint as soon as it records a new one and
+    uploads the experiment state naming the new one afterwards: a driver killed in between
+    leaves a state that names a deleted checkpoint (test_killed_driver_resumes hit it in
+    CI). Made certain here by deleting the checkpoints after the kill: the resumed sweep
+    restarts those trials from epoch 1 instead of failing every restore, and every epoch
+    is still there once."""
+    name = "lost-ckpt"
+    log = tmp_path / "driver.log"
+    exp = tmp_path / "ray" / name
+    args = ["--search", "optuna", "--num-samples", "2", "--epochs", "3", "--no-asha"]
+    cmd = [*sweep_cmd(name, tmp_path, tiny_data_root, mlflow_server, cluster["port"]), *args]
+    driver = start_driver(cmd, log)
+
+    def both_checkpointed():
+        res = trial_results(exp)
+        folders = [
+            exp / f for f, rows in res.items() if rows and list((exp / f).glob("checkpoint_*"))
+        ]
+        return folders if len(folders) == 2 else None
+
+    wait_for(both_checkpointed, 300, "two trials with a checkpoint", driver)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(30)
+    unfinished = [f for f, rows in trial_results(exp).items() if rows[-1]["epoch"] < 3]
+    assert unfinished, "both trials finished before the kill"
+    for folder in unfinished:
+        for ckpt in (exp / folder).glob("checkpoint_*"):
+            shutil.rmtree(ckpt)
+    text = finish(start_driver([*cmd, "--resume"], log), log)
+    assert text.count("restarts from epoch 1") == len(unfinished), text[-3000:]
+    trials, _ = check_nothing_lost(tmp_path, mlflow_server, name, 2, epochs=3)
+    after = trial_results(exp)
+    for folder in unfinished:  # run again from the start: epoch 1 reported a second time
+        assert [r["epoch"] for r in after[folder]].count(1) == 2
 
 
 def test_lost_worker_node(tmp_path, mlflow_server, tiny_data_root):
