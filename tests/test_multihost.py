@@ -337,15 +337,18 @@ def test_sweep_survives_a_dead_and_a_partitioned_host(cluster, lan, tiny_data_ro
     # (a) worker 1 dies: every process of the host at once
     a, a_last = wait_for(lambda: running_on("w1", 2), 300, "a trial on w1 at epoch 2", driver)
     wait_for(lambda: running_on("w2", 1), 120, "a trial on w2", driver)
-    t_kill = time.time()
     lan.kill("w1")
+    # Fault times are taken once the fault is in place: a report the host made while the
+    # command ran may still arrive (a CI run got one from w2 stamped after a t_cut taken
+    # just before `ip link`), and is no result from a dead host.
+    t_kill = time.time()
     wait_for(lambda: watch.dead_at(ip["w1"]), DEAD_S + SLACK_S, "Ray to declare w1 dead")
     detect_kill = watch.dead_at(ip["w1"]) - t_kill
 
     # (b) worker 2's cable is cut while its trial runs, past Ray's timeout, then restored
     b, b_last = wait_for(lambda: running_on("w2", 1), 60, "the trial on w2", driver)
-    t_cut = time.time()
     lan.cut("w2")
+    t_cut = time.time()
     wait_for(lambda: watch.dead_at(ip["w2"]), SILENT_S + SLACK_S, "Ray to declare w2 dead")
     detect_cut = watch.dead_at(ip["w2"]) - t_cut
     time.sleep(max(0.0, t_cut + CUT_S - time.time()))
